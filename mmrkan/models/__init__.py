@@ -1,0 +1,1 @@
+from . import backbones, layers, necks  # noqa: F401

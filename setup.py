@@ -1,0 +1,88 @@
+"""Build and install mmrkan.
+
+The extension ``mmrkan._ext`` is built from ``mmrkan/ops/csrc``: the C++ (CPU) sources always,
+the CUDA sources too when CUDA is available or ``FORCE_CUDA=1``. The C++ standard is left to
+torch's cpp_extension, which knows what the installed torch headers need.
+"""
+import glob
+import os
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+CSRC = osp.join('mmrkan', 'ops', 'csrc')
+
+
+def read_version() -> str:
+    namespace: dict = {}
+    with open(osp.join('mmrkan', 'version.py')) as f:
+        exec(f.read(), namespace)
+    return namespace['__version__']
+
+
+def make_extensions() -> list:
+    import torch
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    sources = sorted(glob.glob(osp.join(CSRC, '*.cpp')) + glob.glob(osp.join(CSRC, 'cpu', '*.cpp')))
+    cuda_sources = sorted(glob.glob(osp.join(CSRC, 'cuda', '*.cu')))
+    cxx_flags = ['-O3']
+    openmp = ['-fopenmp'] if os.name != 'nt' else ['/openmp']
+    with_cuda = torch.cuda.is_available() or os.getenv('FORCE_CUDA', '0') == '1'
+    if with_cuda and cuda_sources:
+        return [
+            CUDAExtension(
+                'mmrkan._ext',
+                sources + cuda_sources,
+                define_macros=[('MMRKAN_WITH_CUDA', None)],
+                extra_compile_args={'cxx': cxx_flags + openmp, 'nvcc': ['-O3', '--use_fast_math']},
+                extra_link_args=openmp,
+            )
+        ]
+    return [
+        CppExtension(
+            'mmrkan._ext',
+            sources,
+            extra_compile_args={'cxx': cxx_flags + openmp},
+            extra_link_args=openmp,
+        )
+    ]
+
+
+def cmdclass() -> dict:
+    from torch.utils.cpp_extension import BuildExtension
+    return {'build_ext': BuildExtension.with_options(use_ninja=True)}
+
+
+setup(
+    name='mmrkan',
+    version=read_version(),
+    description='Kolmogorov-Arnold Network backbones (RKAN, KAT) for OpenMMLab 2.x',
+    long_description=open('README.md').read() if osp.exists('README.md') else '',
+    long_description_content_type='text/markdown',
+    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+    python_requires='>=3.9',
+    install_requires=[
+        # torch is not pinned here: building or using the extension with a user's own CUDA torch
+        # must work; tools/setup_env.sh installs the verified torch 2.14.1 when none is present.
+        'torch>=2.4',
+        'torchvision',
+        'mmengine==0.10.7',
+        'mmcv==2.1.0',
+        'mmdet==3.3.0',
+        'mmsegmentation==1.2.2',
+        'mmpretrain==1.2.0',
+        'pycocotools',
+        'ftfy',
+        'regex',
+        'numpy',
+        'pillow',
+        'matplotlib',
+    ],
+    extras_require={
+        'tests': ['pytest', 'pytest-xdist', 'timm'],
+    },
+    ext_modules=make_extensions(),
+    cmdclass=cmdclass(),
+    zip_safe=False,
+)
