@@ -1,0 +1,64 @@
+// Schemas of mmrkan's KAN ops and the argument checks shared by their device implementations.
+#include "kan_ops.h"
+
+#include <torch/library.h>
+
+namespace mmrkan {
+
+void check_group_rational_args(const at::Tensor& x, const at::Tensor& numerator,
+                               const at::Tensor& denominator) {
+  TORCH_CHECK(x.dim() >= 1, "group_rational: x must have at least one dimension (..., C)");
+  TORCH_CHECK(x.is_contiguous(), "group_rational: x must be contiguous");
+  TORCH_CHECK(denominator.dim() == 2 && denominator.size(1) == kNumDenominator,
+              "group_rational: denominator must have shape (g, 4), got ", denominator.sizes());
+  const int64_t groups = denominator.size(0);
+  TORCH_CHECK(groups >= 1, "group_rational: denominator must have at least one group");
+  TORCH_CHECK(numerator.dim() == 2 && numerator.size(1) == kNumNumerator &&
+                  (numerator.size(0) == 1 || numerator.size(0) == groups),
+              "group_rational: numerator must have shape (1, 6) or (g, 6) with g = ", groups,
+              ", got ", numerator.sizes());
+  const int64_t channels = x.size(-1);
+  TORCH_CHECK(channels % groups == 0, "group_rational: channels C = ", channels,
+              " must be divisible by the number of groups g = ", groups);
+  TORCH_CHECK(numerator.scalar_type() == denominator.scalar_type(),
+              "group_rational: numerator and denominator must have the same dtype");
+  TORCH_CHECK(numerator.is_contiguous() && denominator.is_contiguous(),
+              "group_rational: coefficients must be contiguous");
+}
+
+void check_kan_conv2d_args(const at::Tensor& x, const at::Tensor& base_weight,
+                           const at::Tensor& poly_weight, int64_t stride, int64_t basis) {
+  TORCH_CHECK(x.dim() == 4, "kan_conv2d: x must have shape (N, C, H, W), got ", x.sizes());
+  TORCH_CHECK(x.is_contiguous(), "kan_conv2d: x must be contiguous");
+  TORCH_CHECK(base_weight.dim() == 1 && base_weight.size(0) == kNumTaps,
+              "kan_conv2d: base_weight must have shape (9,), got ", base_weight.sizes());
+  TORCH_CHECK(poly_weight.dim() == 2 && poly_weight.size(0) == kNumTaps && poly_weight.size(1) >= 1,
+              "kan_conv2d: poly_weight must have shape (9, K) with K >= 1, got ",
+              poly_weight.sizes());
+  TORCH_CHECK(stride == 1 || stride == 2, "kan_conv2d: stride=", stride,
+              " is not supported; allowed: 1, 2");
+  TORCH_CHECK(basis == static_cast<int64_t>(KanBasis::kChebyshev) ||
+                  basis == static_cast<int64_t>(KanBasis::kRbf),
+              "kan_conv2d: basis=", basis, " is not supported; allowed: 0 (chebyshev), 1 (rbf)");
+  TORCH_CHECK(basis != static_cast<int64_t>(KanBasis::kRbf) || poly_weight.size(1) >= 2,
+              "kan_conv2d: the rbf basis needs at least 2 bumps, got ", poly_weight.size(1));
+  TORCH_CHECK(base_weight.scalar_type() == poly_weight.scalar_type(),
+              "kan_conv2d: base_weight and poly_weight must have the same dtype");
+  TORCH_CHECK(base_weight.is_contiguous() && poly_weight.is_contiguous(),
+              "kan_conv2d: weights must be contiguous");
+}
+
+TORCH_LIBRARY(mmrkan, m) {
+  m.def("group_rational_forward(Tensor x, Tensor numerator, Tensor denominator) -> Tensor");
+  m.def(
+      "group_rational_backward(Tensor grad_out, Tensor x, Tensor numerator, Tensor denominator)"
+      " -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "kan_conv2d_forward(Tensor x, Tensor base_weight, Tensor poly_weight, int stride, int basis)"
+      " -> Tensor");
+  m.def(
+      "kan_conv2d_backward(Tensor grad_out, Tensor x, Tensor base_weight, Tensor poly_weight,"
+      " int stride, int basis) -> (Tensor, Tensor, Tensor)");
+}
+
+}  // namespace mmrkan
