@@ -1,0 +1,3 @@
+from .runner import (ToolError, build_runner, check_data_roots, exit_on_user_error, load_config)
+
+__all__ = ['ToolError', 'build_runner', 'check_data_roots', 'exit_on_user_error', 'load_config']

@@ -1,0 +1,83 @@
+"""What tools/train.py and tools/test.py share: loading a task config, checking it, building the
+Runner, and turning user errors into one clear message instead of a deep traceback."""
+import functools
+import os.path as osp
+import sys
+from typing import Callable, Iterable, List, Optional
+
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmrkan.engine.checkpoint import CheckpointError
+from mmrkan.registry import TASK_SCOPES
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+class ToolError(Exception):
+    """A problem with the user's input (config, data, checkpoint), reported without a traceback."""
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Load a config of one of the supported tasks, with ``--cfg-options`` merged in."""
+    if not osp.isfile(path):
+        raise ToolError(f'config file {path!r} does not exist')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in TASK_SCOPES:
+        raise ToolError(f'{path}: default_scope={scope!r} is not supported; allowed: {list(TASK_SCOPES)}')
+    return cfg
+
+
+def _dataset_roots(dataset: ConfigDict) -> Iterable[str]:
+    """Data roots of a dataset config, looking inside wrappers (RepeatDataset, ConcatDataset...)."""
+    if 'data_root' in dataset:
+        yield dataset['data_root']
+    if 'dataset' in dataset:
+        yield from _dataset_roots(dataset['dataset'])
+    for inner in dataset.get('datasets', []):
+        yield from _dataset_roots(inner)
+
+
+def check_data_roots(cfg: Config, dataloaders: Iterable[str] = DATALOADERS) -> None:
+    """Fail early, naming the setting, if a dataloader's ``data_root`` does not exist."""
+    missing: List[str] = []
+    for name in dataloaders:
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        for root in _dataset_roots(loader['dataset']):
+            if root and not osp.isdir(root):
+                missing.append(f'{name}.dataset data_root={root!r}')
+    if missing:
+        raise ToolError(
+            'data not found: ' + '; '.join(missing) + '. Put the dataset there (see README.md, '
+            '"Using real data"), pass --cfg-options with the right data_root, or generate a small '
+            'one with tools/misc/generate_data.py.')
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the Runner the config asks for (``runner_type``) or mmengine's default one."""
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def exit_on_user_error(main: Callable[[], None]) -> Callable[[], None]:
+    """Run ``main``; report user errors (bad config type, missing data, bad checkpoint) in one
+    line on stderr and exit with status 2, as argparse does for bad arguments."""
+
+    @functools.wraps(main)
+    def wrapped() -> None:
+        try:
+            main()
+        except (ToolError, CheckpointError) as error:
+            sys.exit(f'error: {error}')
+        except KeyError as error:
+            message = str(error.args[0]) if error.args else ''
+            if 'registry' not in message:
+                raise
+            sys.exit(f'error: unknown type in the config: {message}')
+
+    return wrapped

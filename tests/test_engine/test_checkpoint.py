@@ -1,0 +1,111 @@
+import os
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.model import BaseModel
+from mmengine.runner import CheckpointLoader, Runner
+from torch.utils.data import Dataset
+
+from mmrkan.engine.checkpoint import CheckpointError, safe_torch_load
+
+
+class ToyModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, inputs, targets=None, mode='tensor'):
+        out = self.linear(torch.stack(inputs) if isinstance(inputs, list) else inputs)
+        if mode == 'loss':
+            return dict(loss=((out.squeeze(-1) - torch.stack(targets)) ** 2).mean())
+        return out
+
+
+class ToyDataset(Dataset):
+    metainfo = dict(classes=('a', ))
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        x = torch.tensor([index / 8.0, 1.0])
+        return dict(inputs=x, targets=x.sum())
+
+
+def make_runner(work_dir, max_epochs, **kwargs) -> Runner:
+    return Runner(
+        model=ToyModel(), work_dir=work_dir,
+        train_dataloader=dict(dataset=ToyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
+                              batch_size=2, collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        param_scheduler=dict(type='MultiStepLR', milestones=[1], by_epoch=True),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
+        log_level='WARNING', randomness=dict(seed=0), **kwargs)
+
+
+@pytest.fixture(scope='module')
+def runner_checkpoint(tmp_path_factory) -> str:
+    work_dir = str(tmp_path_factory.mktemp('toy_run'))
+    make_runner(work_dir, max_epochs=1).train()
+    return osp.join(work_dir, 'epoch_1.pth')
+
+
+def test_runner_checkpoint_loads_with_weights_only(runner_checkpoint):
+    checkpoint = safe_torch_load(runner_checkpoint)
+    assert set(checkpoint) >= {'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers'}
+    assert checkpoint['meta']['epoch'] == 1
+
+
+def test_mmengine_loader_is_the_safe_one(runner_checkpoint):
+    assert CheckpointLoader._get_checkpoint_loader(runner_checkpoint).__module__ == 'mmrkan.engine.checkpoint'
+    assert 'state_dict' in CheckpointLoader.load_checkpoint(runner_checkpoint)
+
+
+def test_resume_continues_from_the_saved_epoch(runner_checkpoint, tmp_path):
+    runner = make_runner(str(tmp_path), max_epochs=2, resume=True, load_from=runner_checkpoint)
+    runner.train()
+    assert runner.epoch == 2 and runner.iter == 8
+    assert runner.optim_wrapper.get_lr()['lr'][0] == pytest.approx(0.01)  # the scheduler state came back
+
+
+class Payload:
+
+    def __reduce__(self):
+        return (os.system, ('touch payload_ran',))
+
+
+def test_unlisted_global_is_refused_and_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict={}, extra=Payload()), path)
+    with pytest.raises(CheckpointError, match=r'(posix|os)\.system'):
+        safe_torch_load(path)
+    assert not (tmp_path / 'payload_ran').exists()
+
+
+def test_other_pickled_class_is_refused(tmp_path):
+    import argparse
+    path = str(tmp_path / 'namespace.pth')
+    torch.save(dict(state_dict={}, args=argparse.Namespace(lr=1)), path)
+    with pytest.raises(CheckpointError, match=r'argparse\.Namespace'):
+        CheckpointLoader.load_checkpoint(path)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(runner_checkpoint, tmp_path):
+    truncated = tmp_path / 'truncated.pth'
+    with open(runner_checkpoint, 'rb') as f:
+        truncated.write_bytes(f.read()[:200])
+    with pytest.raises(CheckpointError, match='corrupt or truncated'):
+        safe_torch_load(str(truncated))
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(CheckpointError, match='corrupt or truncated|could not be unpickled'):
+        safe_torch_load(str(garbage))
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match='does not exist'):
+        safe_torch_load(str(tmp_path / 'nope.pth'))

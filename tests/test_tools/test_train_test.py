@@ -1,0 +1,91 @@
+"""tools/train.py and tools/test.py end to end on generated data, and their errors on bad input."""
+import glob
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_r18-tiny_fpn_shapes-coco.py')
+
+
+def run_tool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def data_options(root: str) -> list:
+    ann = f'{root}/annotations/instances_val2017.json'
+    return [f'{loader}.dataset.data_root={root}/' for loader in ('train_dataloader', 'val_dataloader',
+                                                                 'test_dataloader')] + \
+        [f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
+
+
+@pytest.fixture(scope='module')
+def trained_detector(shapes_coco, tmp_path_factory):
+    work_dir = str(tmp_path_factory.mktemp('det_run'))
+    result = run_tool('tools/train.py', DET_CONFIG, '--work-dir', work_dir, '--cfg-options',
+                      *data_options(shapes_coco), 'train_cfg.max_epochs=6', 'train_cfg.val_interval=6',
+                      'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=6',
+                      'param_scheduler.0.end=4', 'param_scheduler.1.end=6')
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work_dir
+
+
+def logged(work_dir: str, key: str) -> list:
+    (scalars, ) = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    with open(scalars) as f:
+        records = [json.loads(line) for line in f]
+    return [r[key] for r in records if key in r]
+
+
+def test_training_loss_goes_down_and_validation_computes_coco_metrics(trained_detector):
+    losses = logged(trained_detector, 'loss')
+    assert len(losses) == 12
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
+    for metric in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50'):
+        (value, ) = logged(trained_detector, metric)
+        assert 0.0 <= value <= 1.0
+
+
+def test_test_tool_evaluates_a_runner_checkpoint(trained_detector, shapes_coco, tmp_path):
+    checkpoint = osp.join(trained_detector, 'epoch_6.pth')
+    result = run_tool('tools/test.py', DET_CONFIG, checkpoint, '--work-dir', str(tmp_path),
+                      '--out', str(tmp_path / 'predictions.pkl'), '--cfg-options', *data_options(shapes_coco))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'coco/bbox_mAP' in result.stdout + result.stderr
+    assert (tmp_path / 'predictions.pkl').stat().st_size > 0
+
+
+def expect_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert 'Traceback' not in result.stderr, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-2000:]
+
+
+def test_unknown_type_in_config(shapes_coco, tmp_path):
+    config = tmp_path / 'bad_type.py'
+    config.write_text(f"_base_ = ['{DET_CONFIG}']\nmodel = dict(backbone=dict(type='NoSuchKANNet'))\n")
+    result = run_tool('tools/train.py', str(config), '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                      *data_options(shapes_coco))
+    expect_user_error(result, 'unknown type', 'NoSuchKANNet')
+
+
+def test_missing_data_root(tmp_path):
+    result = run_tool('tools/train.py', DET_CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                      *data_options(str(tmp_path / 'no_such_data')))
+    expect_user_error(result, 'data not found', 'train_dataloader', 'no_such_data')
+
+
+def test_corrupt_checkpoint(shapes_coco, tmp_path):
+    checkpoint = tmp_path / 'corrupt.pth'
+    checkpoint.write_bytes(b'PK\x03\x04 this is not a torch checkpoint')
+    result = run_tool('tools/test.py', DET_CONFIG, str(checkpoint), '--work-dir', str(tmp_path / 'w'),
+                      '--cfg-options', *data_options(shapes_coco))
+    expect_user_error(result, 'corrupt', 'corrupt.pth')
+
+
+def test_missing_config(tmp_path):
+    expect_user_error(run_tool('tools/train.py', str(tmp_path / 'nope.py')), 'does not exist')
