@@ -5,6 +5,22 @@
 
 namespace mmrkan {
 
+namespace {
+
+// Coefficients/weights come in the compute dtype: fp64 for fp64 x, fp32 otherwise.
+void check_weight_dtype_and_device(const char* op, const at::Tensor& x, const at::Tensor& weight,
+                                   const char* name) {
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op, ": x must be a floating-point tensor, got ",
+              x.scalar_type());
+  const auto expected = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(weight.scalar_type() == expected, op, ": ", name, " must be ", expected,
+              " for x of dtype ", x.scalar_type(), ", got ", weight.scalar_type());
+  TORCH_CHECK(weight.device() == x.device(), op, ": ", name, " is on ", weight.device(),
+              " but x is on ", x.device(), "; all tensors must be on the same device");
+}
+
+}  // namespace
+
 void check_group_rational_args(const at::Tensor& x, const at::Tensor& numerator,
                                const at::Tensor& denominator) {
   TORCH_CHECK(x.dim() >= 1, "group_rational: x must have at least one dimension (..., C)");
@@ -20,8 +36,8 @@ void check_group_rational_args(const at::Tensor& x, const at::Tensor& numerator,
   const int64_t channels = x.size(-1);
   TORCH_CHECK(channels % groups == 0, "group_rational: channels C = ", channels,
               " must be divisible by the number of groups g = ", groups);
-  TORCH_CHECK(numerator.scalar_type() == denominator.scalar_type(),
-              "group_rational: numerator and denominator must have the same dtype");
+  check_weight_dtype_and_device("group_rational", x, numerator, "numerator");
+  check_weight_dtype_and_device("group_rational", x, denominator, "denominator");
   TORCH_CHECK(numerator.is_contiguous() && denominator.is_contiguous(),
               "group_rational: coefficients must be contiguous");
 }
@@ -42,10 +58,21 @@ void check_kan_conv2d_args(const at::Tensor& x, const at::Tensor& base_weight,
               "kan_conv2d: basis=", basis, " is not supported; allowed: 0 (chebyshev), 1 (rbf)");
   TORCH_CHECK(basis != static_cast<int64_t>(KanBasis::kRbf) || poly_weight.size(1) >= 2,
               "kan_conv2d: the rbf basis needs at least 2 bumps, got ", poly_weight.size(1));
-  TORCH_CHECK(base_weight.scalar_type() == poly_weight.scalar_type(),
-              "kan_conv2d: base_weight and poly_weight must have the same dtype");
+  check_weight_dtype_and_device("kan_conv2d", x, base_weight, "base_weight");
+  check_weight_dtype_and_device("kan_conv2d", x, poly_weight, "poly_weight");
   TORCH_CHECK(base_weight.is_contiguous() && poly_weight.is_contiguous(),
               "kan_conv2d: weights must be contiguous");
+}
+
+void check_grad_out(const char* op, const at::Tensor& grad_out, const at::Tensor& x,
+                    at::IntArrayRef output_sizes) {
+  TORCH_CHECK(grad_out.sizes() == output_sizes, op, ": grad_out must have the output's shape ",
+              output_sizes, ", got ", grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), op, ": grad_out must have x's dtype ",
+              x.scalar_type(), ", got ", grad_out.scalar_type());
+  TORCH_CHECK(grad_out.device() == x.device(), op, ": grad_out is on ", grad_out.device(),
+              " but x is on ", x.device());
+  TORCH_CHECK(grad_out.is_contiguous(), op, ": grad_out must be contiguous");
 }
 
 TORCH_LIBRARY(mmrkan, m) {

@@ -3,7 +3,8 @@
 // Every device implementation (csrc/cpu, csrc/cuda) registers the four ops below with
 // TORCH_LIBRARY_IMPL(mmrkan, <Device>, m). Conventions shared by all implementations:
 //   * x is contiguous and may be fp64/fp32/fp16/bf16; outputs and grad_x keep x's dtype.
-//   * coefficients/weights are fp32 (fp64 when x is fp64); their gradients keep that dtype.
+//   * coefficients/weights are fp32 (fp64 when x is fp64), on x's device; their gradients keep
+//     that dtype. check_*_args below enforce these rules and the shapes.
 //   * arithmetic is fp32 (fp64 for fp64 x) whatever the storage dtype of x.
 //   * coefficient/weight gradients are reduced per thread/block and combined in a fixed order,
 //     so results are deterministic.
@@ -34,5 +35,8 @@ void check_group_rational_args(const at::Tensor& x, const at::Tensor& numerator,
                                const at::Tensor& denominator);
 void check_kan_conv2d_args(const at::Tensor& x, const at::Tensor& base_weight,
                            const at::Tensor& poly_weight, int64_t stride, int64_t basis);
+// grad_out of a backward op: contiguous, on x's device, in x's dtype, of the forward output size.
+void check_grad_out(const char* op, const at::Tensor& grad_out, const at::Tensor& x,
+                    at::IntArrayRef output_sizes);
 
 }  // namespace mmrkan
