@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -47,6 +48,18 @@ Shape shape_of(const at::Tensor& x, const at::Tensor& numerator, const at::Tenso
   return {segments, groups, segment_size, numerator.size(0) == 1};
 }
 
+// Segments per parallel task / reduction chunk, so that each holds about kChunkElements.
+int64_t segments_per_chunk(const Shape& shape) {
+  return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, shape.segment_size));
+}
+
+template <typename T>
+Coefficients<T> group_coefficients(const T* numerator, const T* denominator, const Shape& shape,
+                                   int64_t group) {
+  return Coefficients<T>(numerator + (shape.shared_numerator ? 0 : group * kNumNumerator),
+                         denominator + group * kNumDenominator);
+}
+
 template <typename scalar_t>
 void forward_kernel(const at::Tensor& x, const at::Tensor& numerator,
                     const at::Tensor& denominator, at::Tensor& out) {
@@ -56,13 +69,11 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& numerator,
   scalar_t* out_data = out.mutable_data_ptr<scalar_t>();
   const T* numerator_data = numerator.const_data_ptr<T>();
   const T* denominator_data = denominator.const_data_ptr<T>();
-  const int64_t grain = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, shape.segment_size));
 
-  at::parallel_for(0, shape.segments, grain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, shape.segments, segments_per_chunk(shape), [&](int64_t begin, int64_t end) {
     for (int64_t segment = begin; segment < end; ++segment) {
-      const int64_t group = segment % shape.groups;
-      const Coefficients<T> c(numerator_data + (shape.shared_numerator ? 0 : group * kNumNumerator),
-                              denominator_data + group * kNumDenominator);
+      const Coefficients<T> c = group_coefficients(numerator_data, denominator_data, shape,
+                                                   segment % shape.groups);
       const scalar_t* xs = x_data + segment * shape.segment_size;
       scalar_t* ys = out_data + segment * shape.segment_size;
 #pragma omp simd
@@ -70,8 +81,9 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& numerator,
         const T v = static_cast<T>(xs[j]);
         const T abs_v = std::abs(v);
         const T p = c.a[0] + v * (c.a[1] + v * (c.a[2] + v * (c.a[3] + v * (c.a[4] + v * c.a[5]))));
-        const T q = T(1) + abs_v * (c.abs_b[0] + abs_v * (c.abs_b[1] + abs_v * (c.abs_b[2] +
-                                                                                  abs_v * c.abs_b[3])));
+        const T q =
+            T(1) + abs_v * (c.abs_b[0] + abs_v * (c.abs_b[1] + abs_v * (c.abs_b[2] +
+                                                                        abs_v * c.abs_b[3])));
         ys[j] = static_cast<scalar_t>(p / q);
       }
     }
@@ -96,20 +108,18 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& x, const at::
 
   // Fixed chunks (they depend on the shape only, not on the thread count): each chunk writes its
   // own partial sums, which are then added in chunk order, so the result is deterministic.
-  const int64_t segments_per_chunk =
-      std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, shape.segment_size));
-  const int64_t num_chunks = (shape.segments + segments_per_chunk - 1) / segments_per_chunk;
+  const int64_t chunk_segments = segments_per_chunk(shape);
+  const int64_t num_chunks = (shape.segments + chunk_segments - 1) / chunk_segments;
   std::vector<T> partial(num_chunks * shape.groups * kNumSums, T(0));
 
   at::parallel_for(0, num_chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       T* sums = partial.data() + chunk * shape.groups * kNumSums;
-      const int64_t end = std::min(shape.segments, (chunk + 1) * segments_per_chunk);
-      for (int64_t segment = chunk * segments_per_chunk; segment < end; ++segment) {
+      const int64_t end = std::min(shape.segments, (chunk + 1) * chunk_segments);
+      for (int64_t segment = chunk * chunk_segments; segment < end; ++segment) {
         const int64_t group = segment % shape.groups;
-        const Coefficients<T> c(
-            numerator_data + (shape.shared_numerator ? 0 : group * kNumNumerator),
-            denominator_data + group * kNumDenominator);
+        const Coefficients<T> c =
+            group_coefficients(numerator_data, denominator_data, shape, group);
         const int64_t offset = segment * shape.segment_size;
         const scalar_t* xs = x_data + offset;
         const scalar_t* gs = grad_out_data + offset;

@@ -1,0 +1,174 @@
+"""Benchmark of mmrkan's KAN ops against their PyTorch references and natural baselines.
+
+For each shape it times forward and forward+backward of: our op, the plain-PyTorch reference
+(``mmrkan.ops.reference``) and the baseline a non-KAN model would run on the same tensor (GELU for
+the group-rational activation; a depthwise 3x3 ``conv2d`` for the KAN convolution), in one run,
+and prints the ratios. On CUDA it also prints the achieved memory bandwidth (minimum bytes that
+must move) as a fraction of a measured device-to-device copy.
+
+Examples::
+
+    python benchmarks/bench_ops.py --device cpu --scale 0.125
+    python benchmarks/bench_ops.py --device cuda --dtype bf16
+"""
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mmrkan.ops import group_rational, kan_conv2d
+from mmrkan.ops.group_rational import RATIONAL_INITS
+from mmrkan.ops.reference import group_rational_reference, kan_conv2d_reference
+
+DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median wall time of ``fn`` in milliseconds (CUDA events on CUDA)."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == 'cuda':
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            start_time = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start_time) * 1e3)
+    return statistics.median(times)
+
+
+def copy_bandwidth(device: torch.device, warmup: int, repeats: int) -> float:
+    """Measured device-to-device copy bandwidth in GB/s (bytes read + written)."""
+    src = torch.empty(256 * 2**20 // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, warmup, repeats)
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
+
+
+def forward_backward(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor],
+                     grad_out: torch.Tensor) -> Callable[[], object]:
+    """A closure running ``fn(*inputs)`` and the gradients of every input."""
+    return lambda: torch.autograd.grad(fn(*inputs), inputs, grad_out)
+
+
+def bench_case(name: str, candidates: Dict[str, tuple], grad_out: torch.Tensor,
+               bytes_fwd: int, bytes_fwd_bwd: int, device: torch.device, args,
+               copy_gbps: float) -> None:
+    """``candidates``: label -> (function, inputs that need gradients)."""
+    results = {}
+    for label, (fn, inputs) in candidates.items():
+        with torch.no_grad():
+            fwd = median_ms(lambda: fn(*inputs), device, args.warmup, args.repeats)
+        both = median_ms(forward_backward(fn, inputs, grad_out), device, args.warmup, args.repeats)
+        results[label] = (fwd, both)
+    ours_fwd, ours_both = results['ours']
+    base_label = [label for label in results if label not in ('ours', 'reference')][0]
+    print(f'\n{name}')
+    print(f'  {"":<14}{"fwd ms":>10}{"fwd+bwd ms":>12}')
+    for label, (fwd, both) in results.items():
+        print(f'  {label:<14}{fwd:>10.3f}{both:>12.3f}')
+    ref_fwd, ref_both = results['reference']
+    base_fwd, base_both = results[base_label]
+    print(f'  speed-up vs reference: fwd {ref_fwd / ours_fwd:.2f}x, '
+          f'fwd+bwd {ref_both / ours_both:.2f}x')
+    print(f'  throughput vs {base_label}: fwd {base_fwd / ours_fwd:.2f}x, '
+          f'fwd+bwd {base_both / ours_both:.2f}x (1.0 = as fast)')
+    if copy_gbps:
+        fwd_gbps = bytes_fwd / (ours_fwd * 1e-3) / 1e9
+        both_gbps = bytes_fwd_bwd / (ours_both * 1e-3) / 1e9
+        print(f'  bandwidth: fwd {fwd_gbps:.0f} GB/s ({fwd_gbps / copy_gbps:.0%} of copy), '
+              f'fwd+bwd {both_gbps:.0f} GB/s ({both_gbps / copy_gbps:.0%} of copy)')
+
+
+def scaled_batch(batch: int, scale: float) -> int:
+    return max(1, round(batch * scale))
+
+
+def main(argv: List[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--dtype', default='fp32', choices=tuple(DTYPES))
+    parser.add_argument('--scale', type=float, default=1.0,
+                        help='multiplies every batch size (e.g. 0.125 on a small CPU)')
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=10)
+    args = parser.parse_args(argv)
+    if args.scale <= 0:
+        parser.error(f'--scale={args.scale} must be > 0')
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype]
+    torch.manual_seed(0)
+    copy_gbps = copy_bandwidth(device, args.warmup, args.repeats) if device.type == 'cuda' else 0.0
+    print(f'torch {torch.__version__}, device {device} '
+          f'({torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"}), '
+          f'threads {torch.get_num_threads()}, dtype {args.dtype}, scale {args.scale}')
+    if copy_gbps:
+        print(f'device-to-device copy: {copy_gbps:.0f} GB/s')
+
+    def leaf(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(device).requires_grad_()
+
+    # KAT-S second rational: tokens (B, 197, 4 * 384), 8 groups, swish init.
+    x = leaf(torch.randn(scaled_batch(128, args.scale), 197, 1536).to(dtype))
+    numerator_init, denominator_init = RATIONAL_INITS['swish']
+    numerator = leaf(torch.tensor([numerator_init]))
+    denominator = leaf(torch.tensor([denominator_init]).repeat(8, 1))
+    element = x.element_size()
+    bench_case(
+        f'group_rational {tuple(x.shape)} {args.dtype}', {
+            'ours': (group_rational, (x, numerator, denominator)),
+            'reference': (group_rational_reference, (x, numerator, denominator)),
+            'gelu': (F.gelu, (x, )),
+        },
+        torch.randn_like(x),
+        bytes_fwd=2 * x.numel() * element,
+        bytes_fwd_bwd=5 * x.numel() * element,
+        device=device,
+        args=args,
+        copy_gbps=copy_gbps)
+
+    # RKANet-50 stage-4 branch: the stride-2 KAN conv on C_in / 2 and the stride-1 one on C_out.
+    for batch, channels, size, stride in ((32, 512, 14, 2), (32, 2048, 7, 1)):
+        x = leaf(torch.randn(scaled_batch(batch, args.scale), channels, size, size).to(dtype))
+        base_weight = leaf(torch.randn(9) * (2 / 9)**0.5)
+        poly_weight = leaf(torch.randn(9, 4) / 6)
+        depthwise_weight = leaf(torch.randn(channels, 1, 3, 3).to(dtype) * (2 / 9)**0.5)
+        out_size = (size - 1) // stride + 1
+        grad_out = torch.randn(x.shape[0], channels, out_size, out_size, dtype=dtype,
+                               device=device)
+        in_bytes, out_bytes = x.numel() * element, grad_out.numel() * element
+        bench_case(
+            f'kan_conv2d {tuple(x.shape)} stride {stride} degree 3 {args.dtype}', {
+                'ours': (lambda *t, s=stride: kan_conv2d(*t, stride=s),
+                         (x, base_weight, poly_weight)),
+                'reference': (lambda *t, s=stride: kan_conv2d_reference(*t, stride=s),
+                              (x, base_weight, poly_weight)),
+                'depthwise': (lambda t, w, s=stride: F.conv2d(t, w, stride=s, padding=1,
+                                                              groups=channels),
+                              (x, depthwise_weight)),
+            },
+            grad_out,
+            bytes_fwd=in_bytes + out_bytes,
+            bytes_fwd_bwd=2 * in_bytes + 2 * out_bytes + in_bytes,
+            device=device,
+            args=args,
+            copy_gbps=copy_gbps)
+
+
+if __name__ == '__main__':
+    main()
