@@ -1,1 +1,5 @@
 
+from .rkan_block import RKANBlock  # noqa: F401
+from .gr_kan import GRKAN, rational_gain  # noqa: F401
+from .kat_block import KATBlock, RelPosMultiheadAttention  # noqa: F401
+from .norm import LayerNorm2d  # noqa: F401

@@ -1,0 +1,83 @@
+"""RKANBlock: the residual KAN branch of one stage and its aggregations."""
+import pytest
+import torch
+
+from mmrkan.models.layers import RKANBlock
+from mmrkan.ops import KANConv2d
+
+
+def _num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_stage4_branch_of_resnet50_has_the_papers_parameter_count():
+    # 524,288 + 1,048,576 convs, 1,024 + 4,096 BN, 54 + 45 KAN (kan-facts.md section 5).
+    block = RKANBlock(1024, 2048, 512, stride=2, degree=3, out_degree=2)
+    assert _num_params(block) == 1_578_083
+
+
+def test_stage3_branch_without_second_kan_conv_has_the_papers_parameter_count():
+    block = RKANBlock(512, 1024, 256, stride=2, degree=3, out_degree=None)
+    assert block.kan2 is None
+    assert _num_params(block) == 395_830
+
+
+def test_layer_order_and_stride():
+    block = RKANBlock(8, 16, 4, stride=2, degree=3, out_degree=2)
+    assert isinstance(block.kan1, KANConv2d) and block.kan1.stride == 2
+    assert block.kan1.degree == 3 and block.kan2.degree == 2 and block.kan2.stride == 1
+    assert block.kan1.poly_weight.shape == (9, 4) and block.kan2.poly_weight.shape == (9, 3)
+    x = torch.randn(2, 8, 8, 8)
+    expected = block.norm2(block.kan2(block.act(block.conv2(
+        block.norm1(block.kan1(block.act(block.conv1(x))))))))
+    torch.testing.assert_close(block.residual(x), expected)
+    assert expected.shape == (2, 16, 4, 4)
+
+
+@pytest.mark.parametrize('aggregation', ['addition', 'gating', 'se'])
+def test_aggregations(aggregation):
+    torch.manual_seed(0)
+    block = RKANBlock(8, 16, 4, stride=2, aggregation=aggregation)
+    x = torch.randn(2, 8, 8, 8)
+    stage_out = torch.randn(2, 16, 4, 4)
+    r = block.residual(x)
+    if aggregation == 'addition':
+        expected = stage_out + r
+    elif aggregation == 'gating':
+        gate = torch.sigmoid(block.gate(r))
+        expected = stage_out * gate + r * (1 - gate)
+    else:
+        # mmdet's SELayer: pool -> 1x1 conv + ReLU -> 1x1 conv + sigmoid.
+        expected = stage_out + r * block.se.conv2(block.se.conv1(r.mean(dim=(2, 3), keepdim=True)))
+    out = block(x, stage_out)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())
+
+
+def test_rbf_basis():
+    block = RKANBlock(8, 16, 4, stride=1, basis='rbf')
+    assert block.kan1.basis == 'rbf' and block.kan2.basis == 'rbf'
+    assert block(torch.randn(2, 8, 6, 6), torch.zeros(2, 16, 6, 6)).shape == (2, 16, 6, 6)
+
+
+def test_init_weights_uses_kaiming_and_unit_norms():
+    block = RKANBlock(8, 16, 4)
+    torch.nn.init.zeros_(block.conv1.weight)
+    torch.nn.init.zeros_(block.norm2.weight)
+    block.init_weights()
+    assert block.conv1.weight.abs().sum() > 0
+    assert torch.equal(block.norm2.weight, torch.ones(16))
+
+
+def test_bad_settings_name_the_setting():
+    with pytest.raises(ValueError, match="aggregation='concat'.*allowed"):
+        RKANBlock(8, 16, 4, aggregation='concat')
+    with pytest.raises(ValueError, match="basis='legendre'.*allowed"):
+        RKANBlock(8, 16, 4, basis='legendre')
+
+
+def test_shape_mismatch_with_the_stage_is_a_clear_error():
+    block = RKANBlock(8, 16, 4, stride=2)
+    with pytest.raises(RuntimeError, match='RKAN branch gives'):
+        block(torch.randn(1, 8, 9, 9), torch.zeros(1, 16, 4, 4))
