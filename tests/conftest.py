@@ -1,4 +1,5 @@
 """Shared fixtures: small generated datasets (made once per test session) and CPU-friendly settings."""
+import os
 import os.path as osp
 
 import pytest
@@ -6,7 +7,10 @@ import torch
 
 from mmrkan.testing import make_ade20k_style, make_coco_style, make_imagenet_style
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# CI runs tests in parallel workers on 2 cores: one thread per process (and per tool subprocess)
+# avoids oversubscription, which slows the tiny models here by 10x.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope='session')

@@ -42,7 +42,10 @@ else
         "$base_python" -m venv "$MMRKAN_ROOT/.venv"
     fi
 fi
-pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+# pip -q still warns about every empty local index folder of this machine's pip config: drop those lines.
+pip_install() {
+    "$PY" -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+}
 
 # Everything that decides the environment's contents; unchanged => nothing to do.
 stamp_file="$("$PY" -c 'import sys; print(sys.prefix)')/.mmrkan-setup-stamp"
@@ -70,7 +73,7 @@ else
     log "installing $TORCH_PIN $TORCHVISION_PIN (about a minute from the local disk)"
     pip_install "$TORCH_PIN" "$TORCHVISION_PIN"
 fi
-pip_install "setuptools<82" wheel ninja packaging
+pip_install "setuptools<82" wheel ninja packaging  # mmcv's setup.py and mmengine's Config need pkg_resources
 torch_version="$("$PY" -c 'import torch; print(torch.__version__)')"
 py_tag="$("$PY" -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')"
 
@@ -108,7 +111,7 @@ pip_install "mmengine==0.10.7" "$mmcv_wheel"
 
 # 3. mmrkan itself (editable, builds mmrkan._ext) with the rest of the pins from setup.py.
 log "installing mmrkan (editable) and its pinned dependencies"
-pip_install --no-build-isolation -e "$MMRKAN_ROOT[tests]" "torch==$torch_version"
+pip_install --no-build-isolation -e "$MMRKAN_ROOT[tests]" "torch==${torch_version%%+*}"
 
 "$PY" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmrkan._ext' \
     || die "the installed environment does not import (mmcv.ops, mmdet, mmseg, mmpretrain, mmrkan._ext)"

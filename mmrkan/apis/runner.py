@@ -73,11 +73,15 @@ def exit_on_user_error(main: Callable[[], None]) -> Callable[[], None]:
         try:
             main()
         except (ToolError, CheckpointError) as error:
-            sys.exit(f'error: {error}')
+            message = str(error)
         except KeyError as error:
             message = str(error.args[0]) if error.args else ''
             if 'registry' not in message:
                 raise
-            sys.exit(f'error: unknown type in the config: {message}')
+            message = f'unknown type in the config: {message}'
+        else:
+            return
+        print(f'error: {message}', file=sys.stderr)
+        sys.exit(2)
 
     return wrapped

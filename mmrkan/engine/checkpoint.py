@@ -33,7 +33,24 @@ def _numpy_globals() -> List[Callable]:
     return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *set(dtype_classes)]
 
 
-RUNNER_SAFE_GLOBALS: List[Callable] = [HistoryBuffer, *_numpy_globals()]
+_HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_statistic(owner: Any, name: str) -> Callable:
+    """Stands in for ``builtins.getattr`` while unpickling.
+
+    A pickled ``HistoryBuffer`` refers to its statistics methods as ``getattr(HistoryBuffer,
+    'mean')``; a general ``getattr`` would reach any attribute of any allowed object, so only
+    these lookups are honoured.
+    """
+    if owner is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')
+
+
+# The objects an mmengine Runner pickles into its checkpoints (message hub, numpy values).
+RUNNER_SAFE_GLOBALS: List[Any] = [HistoryBuffer, *_numpy_globals(),
+                                  (_history_buffer_statistic, 'builtins.getattr')]
 
 
 def safe_torch_load(filename: str, map_location: Optional[Union[str, torch.device, Callable]] = None) -> Any:
@@ -65,7 +82,7 @@ def safe_torch_load(filename: str, map_location: Optional[Union[str, torch.devic
 
 
 def _unsafe_globals(filename: str) -> List[str]:
-    allowed = {f'{g.__module__}.{g.__qualname__}' for g in RUNNER_SAFE_GLOBALS}
+    allowed = {g[1] if isinstance(g, tuple) else f'{g.__module__}.{g.__qualname__}' for g in RUNNER_SAFE_GLOBALS}
     try:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
     except Exception:  # not a zip checkpoint: no way to list its globals

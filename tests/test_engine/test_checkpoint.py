@@ -17,9 +17,9 @@ class ToyModel(BaseModel):
         self.linear = torch.nn.Linear(2, 1)
 
     def forward(self, inputs, targets=None, mode='tensor'):
-        out = self.linear(torch.stack(inputs) if isinstance(inputs, list) else inputs)
+        out = self.linear(inputs)  # default_collate has stacked the batch
         if mode == 'loss':
-            return dict(loss=((out.squeeze(-1) - torch.stack(targets)) ** 2).mean())
+            return dict(loss=((out.squeeze(-1) - targets) ** 2).mean())
         return out
 
 
@@ -47,10 +47,15 @@ def make_runner(work_dir, max_epochs, **kwargs) -> Runner:
 
 
 @pytest.fixture(scope='module')
-def runner_checkpoint(tmp_path_factory) -> str:
+def uninterrupted_run(tmp_path_factory) -> str:
     work_dir = str(tmp_path_factory.mktemp('toy_run'))
-    make_runner(work_dir, max_epochs=1).train()
-    return osp.join(work_dir, 'epoch_1.pth')
+    make_runner(work_dir, max_epochs=2).train()
+    return work_dir
+
+
+@pytest.fixture(scope='module')
+def runner_checkpoint(uninterrupted_run) -> str:
+    return osp.join(uninterrupted_run, 'epoch_1.pth')
 
 
 def test_runner_checkpoint_loads_with_weights_only(runner_checkpoint):
@@ -64,11 +69,16 @@ def test_mmengine_loader_is_the_safe_one(runner_checkpoint):
     assert 'state_dict' in CheckpointLoader.load_checkpoint(runner_checkpoint)
 
 
-def test_resume_continues_from_the_saved_epoch(runner_checkpoint, tmp_path):
+def test_resume_continues_from_the_saved_epoch(uninterrupted_run, runner_checkpoint, tmp_path):
     runner = make_runner(str(tmp_path), max_epochs=2, resume=True, load_from=runner_checkpoint)
     runner.train()
     assert runner.epoch == 2 and runner.iter == 8
-    assert runner.optim_wrapper.get_lr()['lr'][0] == pytest.approx(0.01)  # the scheduler state came back
+    expected = safe_torch_load(osp.join(uninterrupted_run, 'epoch_2.pth'))
+    for name, value in runner.model.state_dict().items():
+        torch.testing.assert_close(value, expected['state_dict'][name], rtol=0, atol=0)
+    # The milestone at epoch 1 lowered the lr to 0.01: only a restored scheduler keeps it there.
+    assert runner.optim_wrapper.get_lr()['lr'][0] == pytest.approx(0.01)
+    assert expected['optimizer']['param_groups'][0]['lr'] == pytest.approx(0.01)
 
 
 class Payload:
@@ -84,6 +94,20 @@ def test_unlisted_global_is_refused_and_named(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=r'(posix|os)\.system'):
         safe_torch_load(path)
     assert not (tmp_path / 'payload_ran').exists()
+
+
+class GetattrPayload:
+
+    def __reduce__(self):
+        from mmengine.logging.history_buffer import HistoryBuffer
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+def test_getattr_is_only_allowed_for_history_buffer_statistics(tmp_path):
+    path = str(tmp_path / 'getattr.pth')
+    torch.save(dict(state_dict={}, extra=GetattrPayload()), path)
+    with pytest.raises(CheckpointError, match='not allowed'):
+        safe_torch_load(path)
 
 
 def test_other_pickled_class_is_refused(tmp_path):
