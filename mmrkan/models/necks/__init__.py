@@ -1,1 +1,2 @@
 
+from .simple_fpn import SimpleFeaturePyramid  # noqa: F401

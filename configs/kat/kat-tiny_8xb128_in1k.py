@@ -1,0 +1,5 @@
+_base_ = '../_base_/kat_8xb128_in1k.py'
+
+model = dict(
+    backbone=dict(arch='tiny', drop_path_rate=0.1),
+    head=dict(in_channels=192))

@@ -1,0 +1,45 @@
+"""Initialise a KAT from a timm-layout ViT/DeiT checkpoint (the paper's KAT* models).
+
+    python tools/model_converters/vit2kat.py deit_small_patch16_224-cd65a155.pth \
+        pretrain/kat-small-from-deit.pth --task classification
+
+The MLP linears become the GR-KAN linears; each block's first rational starts as the identity
+and the second as the ViT's activation (``--act-init gelu``). Train the result with a config
+whose backbone has the same ``num_groups`` and ``act_init``.
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+
+from mmrkan.models.backbones.kat_checkpoint import (TASKS, convert_timm_vit_to_kat,
+                                                    load_timm_state_dict)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='timm-layout ViT/DeiT checkpoint (.pth/.bin/.safetensors)')
+    parser.add_argument('dst', help='output checkpoint')
+    parser.add_argument('--task', choices=TASKS, default='classification',
+                        help='the model the output is for')
+    parser.add_argument('--num-groups', type=int, default=8, help='groups of the rationals')
+    parser.add_argument('--act-init', default='gelu', choices=('gelu', 'swish', 'identity'),
+                        help='initial function of the second rational (the ViT activation)')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    state_dict = convert_timm_vit_to_kat(
+        load_timm_state_dict(args.src), task=args.task, num_groups=args.num_groups,
+        act_init=args.act_init)
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    meta = {'source': osp.basename(args.src), 'task': args.task, 'act_init': args.act_init,
+            'num_groups': args.num_groups}
+    torch.save({'state_dict': state_dict, 'meta': meta}, args.dst)
+    print(f'{args.task}: {len(state_dict)} tensors written to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
