@@ -205,6 +205,14 @@ class KAT(VisionTransformer):
                                  f'{self.num_layers - 1} (negative values count from the end)')
         return normalized
 
+    def train(self, mode: bool = True) -> 'KAT':
+        """Set the training mode, keeping frozen stages in eval mode (mmpretrain's backbones
+        put them back in training mode and return None)."""
+        super().train(mode)
+        if mode and self.frozen_stages > 0:
+            self._freeze_stages()
+        return self
+
     def _prepare_pos_embed(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """Drop a checkpoint's class-token row when this model has no class token, then let
         mmpretrain resize the grid (mmpretrain drops the row only for equal grid sizes)."""

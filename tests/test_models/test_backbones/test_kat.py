@@ -106,11 +106,13 @@ def test_classifier_trains_with_mmpretrains_layer_decay_constructor():
     wrapper.step()
 
 
-def test_frozen_stages():
-    kat = KAT(arch=TINY_ARCH, frozen_stages=2)
+def test_frozen_stages_stay_frozen_in_training_mode():
+    kat = KAT(arch=TINY_ARCH, frozen_stages=2, drop_path_rate=0.1)
+    assert kat.train() is kat
     assert not kat.patch_embed.projection.weight.requires_grad
     assert not kat.pos_embed.requires_grad
     assert not any(p.requires_grad for p in kat.layers[1].parameters())
+    assert not kat.layers[1].training and kat.layers[2].training
     assert all(p.requires_grad for p in kat.layers[2].parameters())
 
 

@@ -18,9 +18,7 @@ def _tiny(**kwargs) -> KATDet:
     torch.manual_seed(0)
     kwargs = dict(dict(arch=TINY_ARCH, img_size=64, patch_size=8, window_size=3,
                        global_attn_indexes=(1, 3)), **kwargs)
-    model = KATDet(**kwargs)
-    model.eval()  # mmpretrain's backbones' train() returns None, so no chaining
-    return model
+    return KATDet(**kwargs).eval()
 
 
 def test_vitdet_layout_for_the_small_arch():
