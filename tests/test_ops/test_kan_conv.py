@@ -73,6 +73,23 @@ def test_padded_taps_contribute_the_basis_at_zero(impl, cpu_kernel):
     torch.testing.assert_close(out[..., 1:, 1:], 2 * t * t - 1)
 
 
+@pytest.mark.parametrize('basis, num_functions, function', [
+    ('chebyshev', 2, torch.tanh),  # T_1(tanh x)
+    ('rbf', 3, lambda v: torch.exp(-v * v)),  # the middle bump: centre 0, width 1
+])
+def test_float32_basis_is_accurate_over_a_wide_range(basis, num_functions, function, cpu_kernel):
+    """The fp32 kernels evaluate tanh and exp with their own vectorisable code."""
+    special = [0.0, -0.0, 1e-30, -1e-6, 0.55, -0.55, 9.0, 1e4, -1e30]
+    x = torch.cat([torch.linspace(-20, 20, 4001), torch.tensor(special)]).reshape(1, 1, 1, -1)
+    base_weight = torch.zeros(9)
+    poly_weight = torch.zeros(9, num_functions)
+    poly_weight[4, 1] = 1.0  # centre tap, basis function 1: the output is B_1(x) itself
+    out = kan_conv2d(x, base_weight, poly_weight, basis=basis)
+    torch.testing.assert_close(out, function(x.double()).float(), atol=2e-7, rtol=0)
+    nan = torch.full((1, 1, 1, 1), math.nan)
+    assert torch.isnan(kan_conv2d(nan, base_weight, poly_weight, basis=basis)).all()
+
+
 @pytest.mark.parametrize('size, stride, expected', [((7, 6), 2, (4, 3)), ((5, 1), 2, (3, 1)),
                                                      ((5, 7), 1, (5, 7)), ((1, 1), 2, (1, 1))])
 def test_output_size(size, stride, expected, cpu_kernel):
