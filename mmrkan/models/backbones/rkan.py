@@ -34,12 +34,15 @@ _PROBE_SIZE = 64
 class RKAN(BaseModule):
     """Any OpenMMLab CNN backbone with RKAN residual KAN branches on chosen stages.
 
-    Each augmented stage ``s`` becomes ``stage_s(x) + branch_s(x)`` (see
-    :class:`~mmrkan.models.layers.RKANBlock`); the channels and spatial stride of the branch are
-    read from the wrapped backbone by a forward of a small zero image at construction, so a
-    dilated stage (mmseg ``ResNetV1c`` with output stride 8) or DenseNet's last block gets
-    stride 1. The second KAN convolution is used on the backbone's last stage only, as in the
-    paper. Only the branches of the chosen stages are built: every parameter is used.
+    Each augmented stage ``s`` becomes ``stage_s(x) + branch_s(x)`` (or another aggregation,
+    see :class:`~mmrkan.models.layers.RKANBlock`). A stage is what ``out_indices`` index: an
+    entry of ``res_layers`` (ResNet family, RegNet, Res2Net, ResNeSt, SEResNet), a dense block
+    with its transition (DenseNet), a downsampling layer with its blocks (ConvNeXt). The
+    channels and spatial stride of each branch are read from the wrapped backbone by a forward
+    of a small zero image at construction, so a dilated stage (mmseg ``ResNetV1c`` with output
+    stride 8) or DenseNet's last block gets stride 1. The second KAN convolution is used on the
+    backbone's last stage only, as in the paper. Only the branches of the chosen stages are
+    built: every parameter is used (DDP runs with ``find_unused_parameters=False``).
 
     The wrapped backbone's own settings keep their meaning: ``out_indices`` (the outputs are
     the wrapped backbone's), ``frozen_stages`` (the branch of a frozen stage is frozen with
@@ -58,7 +61,8 @@ class RKAN(BaseModule):
             of the stage). Ignored when ``expansion`` is set.
         expansion: RKAN-L inverse bottleneck: the branch width is ``C_in * expansion``
             (2, 4, 6 in the paper). One stage only: the paper reports it fails on several.
-        degrees: Degrees of the first KAN convolution and of the second (last stage only).
+        degrees: Chebyshev degrees of the first KAN convolution and of the second (last stage
+            only); the rbf basis uses KANConv2d's 3 bumps instead.
         basis: Basis of the KAN convolutions, ``'chebyshev'`` or ``'rbf'``.
         aggregation: ``'addition'``, ``'gating'`` or ``'se'`` (see ``RKANBlock``).
         norm_cfg: Config of the branch norms (use ``SyncBN`` where the backbone does).

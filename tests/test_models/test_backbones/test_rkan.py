@@ -164,6 +164,25 @@ def test_channels_and_stride_come_from_the_wrapped_backbone(family, stage, in_ch
     assert branch.kan1.stride == stride
 
 
+def test_convnext_stage_opens_with_its_downsampling_layer():
+    model = RKAN(
+        backbone=dict(type='mmpretrain.ConvNeXt', arch='tiny', out_indices=(0, 1, 2, 3),
+                      gap_before_final_norm=False),
+        stages=(1, 3))
+    for index, in_channels, out_channels in ((1, 96, 192), (3, 384, 768)):
+        branch = model.branches[str(index)]
+        assert branch.conv1.in_channels == in_channels
+        assert branch.conv2.out_channels == out_channels
+        assert branch.kan1.stride == 2
+    outs = model.eval()(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [96, 192, 384, 768]
+
+
+def test_stage_stride_beyond_two_is_refused():
+    with pytest.raises(ValueError, match='stage 0 of ResNet has spatial stride 4'):
+        RKAN(backbone=dict(type='mmdet.ResNet', depth=18, strides=(4, 2, 2, 2)), stages=(0, ))
+
+
 def test_middle_stage_branch_feeds_the_later_stages():
     torch.manual_seed(0)
     cfg = dict(type='mmdet.ResNet', depth=18)
