@@ -4,8 +4,8 @@ The two classifiers are identical except for the channel mixer: mmpretrain's ``V
 (DeiT arch, MLP with GELU) and mmrkan's ``KAT`` (GR-KAN), each with a linear head on the class
 token, same patch embedding, attention, norms and drop path. One training step is forward,
 cross-entropy, backward and an AdamW update on random images and labels. Both models run in one
-process, one after the other, and the ratio KAT / DeiT of images per second is printed (and, with
-``--json``, one JSON line).
+process, their timed steps alternating, and the ratio KAT / DeiT of images per second is printed
+(and, with ``--json``, one JSON line).
 
 Examples::
 
@@ -16,7 +16,7 @@ import argparse
 import json
 import statistics
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from mmpretrain.models.backbones import VisionTransformer
@@ -53,9 +53,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def images_per_second(model: nn.Module, device: torch.device, batch: int, img_size: int,
-                      amp_dtype: Optional[torch.dtype], warmup: int, steps: int) -> float:
-    """Median images/s over ``steps`` timed training steps, after ``warmup`` untimed ones."""
+def make_step(model: nn.Module, device: torch.device, batch: int, img_size: int,
+              amp_dtype: Optional[torch.dtype]) -> Callable[[], None]:
+    """One training step of ``model`` on fixed random images and labels."""
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -70,16 +70,28 @@ def images_per_second(model: nn.Module, device: torch.device, batch: int, img_si
         scaler.step(optimizer)
         scaler.update()
 
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    rates = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        rates.append(batch / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return step
+
+
+def images_per_second(steps: Dict[str, Callable[[], None]], device: torch.device, batch: int,
+                      warmup: int, repeats: int) -> Dict[str, float]:
+    """Median images/s of each model over ``repeats`` timed steps after ``warmup`` untimed ones.
+
+    The models' timed steps alternate, so a change in the machine's load during the run affects
+    them alike.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    rates = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            rates[name].append(batch / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def parse_args() -> argparse.Namespace:
@@ -101,12 +113,11 @@ def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    models = build_models(args.arch, args.img_size, args.drop_path)
-    rates = {
-        name: images_per_second(model, device, args.batch, args.img_size, AMP_DTYPES[args.amp],
-                                args.warmup, args.steps)
-        for name, model in models.items()
+    steps = {
+        name: make_step(model, device, args.batch, args.img_size, AMP_DTYPES[args.amp])
+        for name, model in build_models(args.arch, args.img_size, args.drop_path).items()
     }
+    rates = images_per_second(steps, device, args.batch, args.warmup, args.steps)
     result = dict(
         device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
         torch=torch.__version__,

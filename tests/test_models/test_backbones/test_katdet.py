@@ -94,6 +94,7 @@ def test_registered_in_mmdet():
 
 @pytest.mark.parametrize('arch, paper_params', [('small', 44.5e6), ('base', 113.7e6)])
 def test_mask_rcnn_parameter_count_is_within_2_percent_of_the_paper(arch, paper_params):
-    model = build_model(osp.join(REPO, f'configs/katdet/mask-rcnn_katdet-{arch}_simplefpn_3x_coco.py'))
+    config = f'configs/katdet/mask-rcnn_katdet-{arch}_simplefpn_3x_coco.py'
+    model = build_model(osp.join(REPO, config))
     assert type(model.backbone) is KATDet and type(model.neck) is SimpleFeaturePyramid
     assert abs(num_params(model) / paper_params - 1) < 0.02, num_params(model)
