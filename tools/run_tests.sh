@@ -4,6 +4,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$(bash "$ROOT/tools/setup_env.sh")"
-bash "$ROOT/tools/check_cuda_build.sh" "$PY"
+# CI always compiles the CUDA sources (nvcc is there); elsewhere only where a CUDA toolkit is.
+if [ "${CI:-}" = true ] || [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; then
+    bash "$ROOT/tools/check_cuda_build.sh" "$PY"
+else
+    echo "[run_tests] no nvcc at ${CUDA_HOME:-/usr/local/cuda}/bin: skipping the CUDA compile check" >&2
+fi
 cd "$ROOT"
 exec "$PY" -m pytest tests "$@"

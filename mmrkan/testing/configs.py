@@ -65,11 +65,30 @@ def _redirect_dataset(dataset: ConfigDict, scope: str, roots: Dict[str, str], sp
         raise ValueError(f'default_scope={scope!r} is not supported')
 
 
+def _drop_pretrained(node: Any) -> None:
+    """Remove ``init_cfg`` entries that load pretrained checkpoints (absent in tests)."""
+    if isinstance(node, dict):
+        init_cfg = node.get('init_cfg')
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            node['init_cfg'] = None
+        for value in node.values():
+            _drop_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _drop_pretrained(value)
+
+
 def tiny_training_config(cfg: Config, roots: Dict[str, str], work_dir: str, batch_size: int = 2,
                          min_side: int = 64) -> Config:
-    """A copy of ``cfg`` that trains exactly one iteration on the generated data, with no validation
-    and no checkpoint, on the CPU. ``roots`` maps 'coco'/'ade20k'/'imagenet' to generated roots."""
+    """A copy of ``cfg`` that trains exactly one iteration on the generated data, with no validation,
+    no checkpoint and no pretrained weights, on the CPU (so AMP becomes fp32: mmengine's AMP wrapper
+    needs a GPU). ``roots`` maps 'coco'/'ade20k'/'imagenet' to generated roots."""
     cfg = copy.deepcopy(cfg)
+    _drop_pretrained(cfg.model)
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype'):
+            cfg.optim_wrapper.pop(key, None)
     scope = cfg.default_scope
     loader = cfg.train_dataloader
     loader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
@@ -77,6 +96,9 @@ def tiny_training_config(cfg: Config, roots: Dict[str, str], work_dir: str, batc
     dataset = _innermost(loader.dataset)
     _redirect_dataset(dataset, scope, roots, 'train')
     dataset.pipeline = shrink_pipeline(dataset.pipeline, min_side)
+    preprocessor = cfg.model.get('data_preprocessor') or {}
+    if preprocessor.get('size'):  # mmseg pads every batch to the crop size
+        preprocessor['size'] = _shrink(preprocessor['size'], min_side)
     dataset.indices = batch_size
     loader.dataset = dataset  # drop RepeatDataset-style wrappers: one epoch is one batch
     train_cfg = cfg.train_cfg
