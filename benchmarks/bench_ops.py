@@ -8,7 +8,7 @@ must move) as a fraction of a measured device-to-device copy.
 
 Examples::
 
-    python benchmarks/bench_ops.py --device cpu --scale 0.125
+    python benchmarks/bench_ops.py --device cpu --scale 0.125 --threads 1 --clock cpu
     python benchmarks/bench_ops.py --device cuda --dtype bf16
 """
 import argparse
@@ -31,8 +31,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median wall time of ``fn`` in milliseconds (CUDA events on CUDA)."""
+def median_ms(fn: Callable[[], object],
+              device: torch.device,
+              warmup: int,
+              repeats: int,
+              clock: str = 'wall') -> float:
+    """Median time of ``fn`` in milliseconds: CUDA events on CUDA; on the CPU wall time, or the
+    process's CPU time (``clock='cpu'``: robust on a shared machine, meaningful with 1 thread)."""
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -46,9 +51,10 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repea
             end.synchronize()
             times.append(start.elapsed_time(end))
         else:
-            start_time = time.perf_counter()
+            timer = time.process_time if clock == 'cpu' else time.perf_counter
+            start_time = timer()
             fn()
-            times.append((time.perf_counter() - start_time) * 1e3)
+            times.append((timer() - start_time) * 1e3)
     return statistics.median(times)
 
 
@@ -73,8 +79,9 @@ def bench_case(name: str, candidates: Dict[str, tuple], grad_out: torch.Tensor,
     results = {}
     for label, (fn, inputs) in candidates.items():
         with torch.no_grad():
-            fwd = median_ms(lambda: fn(*inputs), device, args.warmup, args.repeats)
-        both = median_ms(forward_backward(fn, inputs, grad_out), device, args.warmup, args.repeats)
+            fwd = median_ms(lambda: fn(*inputs), device, args.warmup, args.repeats, args.clock)
+        both = median_ms(forward_backward(fn, inputs, grad_out), device, args.warmup, args.repeats,
+                         args.clock)
         results[label] = (fwd, both)
     ours_fwd, ours_both = results['ours']
     base_label = [label for label in results if label not in ('ours', 'reference')][0]
@@ -105,18 +112,28 @@ def main(argv: List[str] = None) -> None:
     parser.add_argument('--dtype', default='fp32', choices=tuple(DTYPES))
     parser.add_argument('--scale', type=float, default=1.0,
                         help='multiplies every batch size (e.g. 0.125 on a small CPU)')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='CPU threads for torch and the kernels (0: torch default)')
+    parser.add_argument('--clock', default='wall', choices=('wall', 'cpu'),
+                        help='CPU timing: wall time, or process CPU time (use with --threads 1 '
+                        'on a shared machine)')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f'--scale={args.scale} must be > 0')
+    if args.threads < 0:
+        parser.error(f'--threads={args.threads} must be >= 0')
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
     torch.manual_seed(0)
     copy_gbps = copy_bandwidth(device, args.warmup, args.repeats) if device.type == 'cuda' else 0.0
     print(f'torch {torch.__version__}, device {device} '
           f'({torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"}), '
-          f'threads {torch.get_num_threads()}, dtype {args.dtype}, scale {args.scale}')
+          f'threads {torch.get_num_threads()}, dtype {args.dtype}, scale {args.scale}, '
+          f'clock {args.clock if device.type == "cpu" else "cuda events"}')
     if copy_gbps:
         print(f'device-to-device copy: {copy_gbps:.0f} GB/s')
 

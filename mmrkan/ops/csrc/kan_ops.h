@@ -26,6 +26,15 @@ constexpr int64_t kKernelSize = 3;
 constexpr int64_t kNumTaps = kKernelSize * kKernelSize;
 constexpr int64_t kPadding = 1;
 
+// CPU kernels: functions holding hot loops are compiled for baseline x86-64 and for x86-64-v3
+// (AVX2), and the loader picks the version the CPU supports (GCC on x86-64 Linux; elsewhere a
+// single baseline version).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define MMRKAN_CPU_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define MMRKAN_CPU_MULTIVERSION
+#endif
+
 inline int64_t kan_conv2d_output_size(int64_t size, int64_t stride) {
   return (size + 2 * kPadding - kKernelSize) / stride + 1;
 }

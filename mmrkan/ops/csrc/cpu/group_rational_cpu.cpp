@@ -60,6 +60,29 @@ Coefficients<T> group_coefficients(const T* numerator, const T* denominator, con
                          denominator + group * kNumDenominator);
 }
 
+// F(x) of segments [begin, end).
+template <typename scalar_t, typename T>
+MMRKAN_CPU_MULTIVERSION void forward_segments(const scalar_t* x, const T* numerator,
+                                              const T* denominator, const Shape& shape,
+                                              int64_t begin, int64_t end, scalar_t* out) {
+  for (int64_t segment = begin; segment < end; ++segment) {
+    const Coefficients<T> c =
+        group_coefficients(numerator, denominator, shape, segment % shape.groups);
+    const scalar_t* xs = x + segment * shape.segment_size;
+    scalar_t* ys = out + segment * shape.segment_size;
+#pragma omp simd
+    for (int64_t j = 0; j < shape.segment_size; ++j) {
+      const T v = static_cast<T>(xs[j]);
+      const T abs_v = std::abs(v);
+      const T p = c.a[0] + v * (c.a[1] + v * (c.a[2] + v * (c.a[3] + v * (c.a[4] + v * c.a[5]))));
+      const T q =
+          T(1) + abs_v * (c.abs_b[0] +
+                          abs_v * (c.abs_b[1] + abs_v * (c.abs_b[2] + abs_v * c.abs_b[3])));
+      ys[j] = static_cast<scalar_t>(p / q);
+    }
+  }
+}
+
 template <typename scalar_t>
 void forward_kernel(const at::Tensor& x, const at::Tensor& numerator,
                     const at::Tensor& denominator, at::Tensor& out) {
@@ -69,30 +92,66 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& numerator,
   scalar_t* out_data = out.mutable_data_ptr<scalar_t>();
   const T* numerator_data = numerator.const_data_ptr<T>();
   const T* denominator_data = denominator.const_data_ptr<T>();
-
   at::parallel_for(0, shape.segments, segments_per_chunk(shape), [&](int64_t begin, int64_t end) {
-    for (int64_t segment = begin; segment < end; ++segment) {
-      const Coefficients<T> c = group_coefficients(numerator_data, denominator_data, shape,
-                                                   segment % shape.groups);
-      const scalar_t* xs = x_data + segment * shape.segment_size;
-      scalar_t* ys = out_data + segment * shape.segment_size;
-#pragma omp simd
-      for (int64_t j = 0; j < shape.segment_size; ++j) {
-        const T v = static_cast<T>(xs[j]);
-        const T abs_v = std::abs(v);
-        const T p = c.a[0] + v * (c.a[1] + v * (c.a[2] + v * (c.a[3] + v * (c.a[4] + v * c.a[5]))));
-        const T q =
-            T(1) + abs_v * (c.abs_b[0] + abs_v * (c.abs_b[1] + abs_v * (c.abs_b[2] +
-                                                                        abs_v * c.abs_b[3])));
-        ys[j] = static_cast<scalar_t>(p / q);
-      }
-    }
+    forward_segments(x_data, numerator_data, denominator_data, shape, begin, end, out_data);
   });
 }
 
 // Per-group sums of dL/da_k (k = 0..5) and of -dL * P / Q^2 * |x|^k (k = 1..4); the latter times
 // s(b_k) is dL/db_k.
 constexpr int64_t kNumSums = kNumNumerator + kNumDenominator;
+
+// grad_x of segments [begin, end); adds their per-group sums to sums[group][kNumSums].
+template <typename scalar_t, typename T>
+MMRKAN_CPU_MULTIVERSION void backward_segments(const scalar_t* x, const scalar_t* grad_out,
+                                               const T* numerator, const T* denominator,
+                                               const Shape& shape, int64_t begin, int64_t end,
+                                               scalar_t* grad_x, T* sums) {
+  for (int64_t segment = begin; segment < end; ++segment) {
+    const int64_t group = segment % shape.groups;
+    const Coefficients<T> c = group_coefficients(numerator, denominator, shape, group);
+    const int64_t offset = segment * shape.segment_size;
+    const scalar_t* xs = x + offset;
+    const scalar_t* gs = grad_out + offset;
+    scalar_t* gxs = grad_x + offset;
+    T da0 = 0, da1 = 0, da2 = 0, da3 = 0, da4 = 0, da5 = 0;
+    T db1 = 0, db2 = 0, db3 = 0, db4 = 0;
+#pragma omp simd reduction(+ : da0, da1, da2, da3, da4, da5, db1, db2, db3, db4)
+    for (int64_t j = 0; j < shape.segment_size; ++j) {
+      const T v = static_cast<T>(xs[j]);
+      const T g = static_cast<T>(gs[j]);
+      const T sign = v >= T(0) ? T(1) : T(-1);  // s(0) = +1
+      const T abs_v = v * sign;
+      const T v2 = v * v, v3 = v2 * v, v4 = v2 * v2, v5 = v4 * v;
+      const T abs_v3 = abs_v * v2;
+      const T p = c.a[0] + c.a[1] * v + c.a[2] * v2 + c.a[3] * v3 + c.a[4] * v4 + c.a[5] * v5;
+      const T dp = c.a[1] + T(2) * c.a[2] * v + T(3) * c.a[3] * v2 + T(4) * c.a[4] * v3 +
+                   T(5) * c.a[5] * v4;
+      const T q =
+          T(1) + c.abs_b[0] * abs_v + c.abs_b[1] * v2 + c.abs_b[2] * abs_v3 + c.abs_b[3] * v4;
+      const T dq = sign * (c.abs_b[0] + T(2) * c.abs_b[1] * abs_v + T(3) * c.abs_b[2] * v2 +
+                           T(4) * c.abs_b[3] * abs_v3);
+      const T inv_q = T(1) / q;
+      const T f = p * inv_q;
+      const T g_over_q = g * inv_q;
+      gxs[j] = static_cast<scalar_t>(g_over_q * (dp - dq * f));
+      da0 += g_over_q;
+      da1 += g_over_q * v;
+      da2 += g_over_q * v2;
+      da3 += g_over_q * v3;
+      da4 += g_over_q * v4;
+      da5 += g_over_q * v5;
+      const T g_denominator = -g_over_q * f;
+      db1 += g_denominator * abs_v;
+      db2 += g_denominator * v2;
+      db3 += g_denominator * abs_v3;
+      db4 += g_denominator * v4;
+    }
+    T* group_sums = sums + group * kNumSums;
+    const T segment_sums[kNumSums] = {da0, da1, da2, da3, da4, da5, db1, db2, db3, db4};
+    for (int64_t k = 0; k < kNumSums; ++k) group_sums[k] += segment_sums[k];
+  }
+}
 
 template <typename scalar_t>
 void backward_kernel(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& numerator,
@@ -114,53 +173,10 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& x, const at::
 
   at::parallel_for(0, num_chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
-      T* sums = partial.data() + chunk * shape.groups * kNumSums;
-      const int64_t end = std::min(shape.segments, (chunk + 1) * chunk_segments);
-      for (int64_t segment = chunk * chunk_segments; segment < end; ++segment) {
-        const int64_t group = segment % shape.groups;
-        const Coefficients<T> c =
-            group_coefficients(numerator_data, denominator_data, shape, group);
-        const int64_t offset = segment * shape.segment_size;
-        const scalar_t* xs = x_data + offset;
-        const scalar_t* gs = grad_out_data + offset;
-        scalar_t* gxs = grad_x_data + offset;
-        T da0 = 0, da1 = 0, da2 = 0, da3 = 0, da4 = 0, da5 = 0;
-        T db1 = 0, db2 = 0, db3 = 0, db4 = 0;
-#pragma omp simd reduction(+ : da0, da1, da2, da3, da4, da5, db1, db2, db3, db4)
-        for (int64_t j = 0; j < shape.segment_size; ++j) {
-          const T v = static_cast<T>(xs[j]);
-          const T g = static_cast<T>(gs[j]);
-          const T sign = v >= T(0) ? T(1) : T(-1);  // s(0) = +1
-          const T abs_v = v * sign;
-          const T v2 = v * v, v3 = v2 * v, v4 = v2 * v2, v5 = v4 * v;
-          const T abs_v3 = abs_v * v2;
-          const T p = c.a[0] + c.a[1] * v + c.a[2] * v2 + c.a[3] * v3 + c.a[4] * v4 + c.a[5] * v5;
-          const T dp = c.a[1] + T(2) * c.a[2] * v + T(3) * c.a[3] * v2 + T(4) * c.a[4] * v3 +
-                       T(5) * c.a[5] * v4;
-          const T q = T(1) + c.abs_b[0] * abs_v + c.abs_b[1] * v2 + c.abs_b[2] * abs_v3 +
-                      c.abs_b[3] * v4;
-          const T dq = sign * (c.abs_b[0] + T(2) * c.abs_b[1] * abs_v + T(3) * c.abs_b[2] * v2 +
-                               T(4) * c.abs_b[3] * abs_v3);
-          const T inv_q = T(1) / q;
-          const T f = p * inv_q;
-          const T g_over_q = g * inv_q;
-          gxs[j] = static_cast<scalar_t>(g_over_q * (dp - dq * f));
-          da0 += g_over_q;
-          da1 += g_over_q * v;
-          da2 += g_over_q * v2;
-          da3 += g_over_q * v3;
-          da4 += g_over_q * v4;
-          da5 += g_over_q * v5;
-          const T g_denominator = -g_over_q * f;
-          db1 += g_denominator * abs_v;
-          db2 += g_denominator * v2;
-          db3 += g_denominator * abs_v3;
-          db4 += g_denominator * v4;
-        }
-        T* group_sums = sums + group * kNumSums;
-        const T segment_sums[kNumSums] = {da0, da1, da2, da3, da4, da5, db1, db2, db3, db4};
-        for (int64_t k = 0; k < kNumSums; ++k) group_sums[k] += segment_sums[k];
-      }
+      backward_segments(x_data, grad_out_data, numerator_data, denominator_data, shape,
+                        chunk * chunk_segments,
+                        std::min(shape.segments, (chunk + 1) * chunk_segments), grad_x_data,
+                        partial.data() + chunk * shape.groups * kNumSums);
     }
   });
 

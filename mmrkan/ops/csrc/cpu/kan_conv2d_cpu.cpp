@@ -193,7 +193,8 @@ struct ChunkBuffers {
 
 // Zero-pads `count` planes of x into F_0, then evaluates the basis on every padded pixel.
 template <typename scalar_t, typename T>
-void load_features(const scalar_t* x, int64_t count, const ConvShape& s, ChunkBuffers<T>& b) {
+MMRKAN_CPU_MULTIVERSION void load_features(const scalar_t* x, int64_t count, const ConvShape& s,
+                                           ChunkBuffers<T>& b) {
   const int64_t length = count * s.padded_size;
   T* f0 = b.feature(0);
   std::fill(f0, f0 + length, T(0));
@@ -235,7 +236,8 @@ void load_features(const scalar_t* x, int64_t count, const ConvShape& s, ChunkBu
 // T'_0 = 0, T'_1 = 1, T'_k = 2 T_{k-1} + 2 t T'_{k-1} - T'_{k-2}; rbf: -2 u / width * B_k with
 // u = (x - c) / width.
 template <typename T>
-void load_derivatives(int64_t count, const ConvShape& s, ChunkBuffers<T>& b) {
+MMRKAN_CPU_MULTIVERSION void load_derivatives(int64_t count, const ConvShape& s,
+                                              ChunkBuffers<T>& b) {
   const int64_t length = count * s.padded_size;
   if (s.basis == KanBasis::kChebyshev) {
     std::fill(b.derivative(0), b.derivative(0) + length, T(0));
@@ -272,6 +274,110 @@ void load_derivatives(int64_t count, const ConvShape& s, ChunkBuffers<T>& b) {
   }
 }
 
+// The outputs of one chunk of `count` planes.
+template <typename scalar_t, typename T>
+MMRKAN_CPU_MULTIVERSION void forward_chunk(const scalar_t* x, int64_t count, const ConvShape& s,
+                                           const T* kernel, const int64_t* origins,
+                                           ChunkBuffers<T>& b, scalar_t* out) {
+  const int64_t length = count * s.padded_size;
+  load_features(x, count, s, b);
+  for (int64_t p = 0; p < kNumTaps; ++p) {
+    T* phi = b.tap(p);
+    const T w0 = kernel[p * s.num_features];
+    const T bias = s.constant_feature < 0 ? T(0) : kernel[p * s.num_features + s.constant_feature];
+    const T* f0 = b.feature(0);
+#pragma omp simd
+    for (int64_t i = 0; i < length; ++i) phi[i] = w0 * f0[i] + bias;
+    for (int64_t f = 1; f < s.num_features; ++f) {
+      if (f == s.constant_feature) continue;
+      const T w = kernel[p * s.num_features + f];
+      const T* feature = b.feature(f);
+#pragma omp simd
+      for (int64_t i = 0; i < length; ++i) phi[i] += w * feature[i];
+    }
+  }
+  const int64_t num_outputs = count * s.out_plane_size();
+  for (int64_t o = 0; o < num_outputs; ++o) {
+    T sum = 0;
+    for (int64_t p = 0; p < kNumTaps; ++p) sum += b.tap(p)[origins[o] + s.tap_offset(p)];
+    out[o] = static_cast<scalar_t>(sum);
+  }
+}
+
+// grad_x of one chunk of `count` planes; adds its weight gradients W[p][f] to grad_kernel.
+template <typename scalar_t, typename T>
+MMRKAN_CPU_MULTIVERSION void backward_chunk(const scalar_t* x, const scalar_t* grad_out,
+                                            int64_t count, const ConvShape& s, const T* kernel,
+                                            const int64_t* origins, ChunkBuffers<T>& b,
+                                            T* grad_kernel, scalar_t* grad_x) {
+  const int64_t length = count * s.padded_size;
+  load_features(x, count, s, b);
+  load_derivatives(count, s, b);
+
+  // dL/dphi_p: every output sends its gradient to the 9 pixels of its window.
+  std::fill(b.taps.begin(), b.taps.end(), T(0));
+  const int64_t num_outputs = count * s.out_plane_size();
+  for (int64_t o = 0; o < num_outputs; ++o) {
+    const T g = static_cast<T>(grad_out[o]);
+    for (int64_t p = 0; p < kNumTaps; ++p) b.tap(p)[origins[o] + s.tap_offset(p)] += g;
+  }
+
+  // dL/dW[p][f] = sum_i dL/dphi_p(i) F_f(i), padded pixels included;
+  // dL/dx = sum_f D_f sum_p W[p][f] dL/dphi_p with D_0 = 1, D_{1+k} = dB_k/dx.
+  T* grad_x_flat = b.grad_x.data();
+  T* grad_feature = b.work.data();
+  for (int64_t f = 0; f < s.num_features; ++f) {
+    if (f == s.constant_feature) {  // F_f = 1 and dF_f/dx = 0
+      for (int64_t p = 0; p < kNumTaps; ++p) {
+        const T* grad_phi = b.tap(p);
+        T grad_w = 0;
+#pragma omp simd reduction(+ : grad_w)
+        for (int64_t i = 0; i < length; ++i) grad_w += grad_phi[i];
+        grad_kernel[p * s.num_features + f] += grad_w;
+      }
+      continue;
+    }
+    const T* feature = b.feature(f);
+    std::fill(grad_feature, grad_feature + length, T(0));
+    // One pass per kernel row (3 taps) keeps grad_feature's loads and stores low.
+    for (int64_t p = 0; p < kNumTaps; p += kKernelSize) {
+      const T* grad_phi0 = b.tap(p);
+      const T* grad_phi1 = b.tap(p + 1);
+      const T* grad_phi2 = b.tap(p + 2);
+      const T w0 = kernel[p * s.num_features + f];
+      const T w1 = kernel[(p + 1) * s.num_features + f];
+      const T w2 = kernel[(p + 2) * s.num_features + f];
+      T grad_w0 = 0, grad_w1 = 0, grad_w2 = 0;
+#pragma omp simd reduction(+ : grad_w0, grad_w1, grad_w2)
+      for (int64_t i = 0; i < length; ++i) {
+        const T v = feature[i];
+        grad_w0 += grad_phi0[i] * v;
+        grad_w1 += grad_phi1[i] * v;
+        grad_w2 += grad_phi2[i] * v;
+        grad_feature[i] += w0 * grad_phi0[i] + w1 * grad_phi1[i] + w2 * grad_phi2[i];
+      }
+      grad_kernel[p * s.num_features + f] += grad_w0;
+      grad_kernel[(p + 1) * s.num_features + f] += grad_w1;
+      grad_kernel[(p + 2) * s.num_features + f] += grad_w2;
+    }
+    if (f == 0) {
+      std::copy(grad_feature, grad_feature + length, grad_x_flat);
+    } else {
+      const T* d = b.derivative(f - 1);
+#pragma omp simd
+      for (int64_t i = 0; i < length; ++i) grad_x_flat[i] += d[i] * grad_feature[i];
+    }
+  }
+  for (int64_t plane = 0; plane < count; ++plane) {
+    for (int64_t y = 0; y < s.height; ++y) {
+      const T* in =
+          grad_x_flat + plane * s.padded_size + (y + kPadding) * s.padded_width + kPadding;
+      scalar_t* out = grad_x + plane * s.plane_size() + y * s.width;
+      for (int64_t j = 0; j < s.width; ++j) out[j] = static_cast<scalar_t>(in[j]);
+    }
+  }
+}
+
 template <typename scalar_t>
 void forward_kernel(const at::Tensor& x, const at::Tensor& base_weight,
                     const at::Tensor& poly_weight, const ConvShape& s, at::Tensor& out) {
@@ -286,31 +392,8 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& base_weight,
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       const int64_t first_plane = chunk * s.planes_per_chunk;
       const int64_t count = std::min(s.planes_per_chunk, s.planes - first_plane);
-      const int64_t length = count * s.padded_size;
-      load_features(x_data + first_plane * s.plane_size(), count, s, b);
-      for (int64_t p = 0; p < kNumTaps; ++p) {
-        T* phi = b.tap(p);
-        const T w0 = kernel[p * s.num_features];
-        const T bias =
-            s.constant_feature < 0 ? T(0) : kernel[p * s.num_features + s.constant_feature];
-        const T* f0 = b.feature(0);
-#pragma omp simd
-        for (int64_t i = 0; i < length; ++i) phi[i] = w0 * f0[i] + bias;
-        for (int64_t f = 1; f < s.num_features; ++f) {
-          if (f == s.constant_feature) continue;
-          const T w = kernel[p * s.num_features + f];
-          const T* feature = b.feature(f);
-#pragma omp simd
-          for (int64_t i = 0; i < length; ++i) phi[i] += w * feature[i];
-        }
-      }
-      scalar_t* out_chunk = out_data + first_plane * s.out_plane_size();
-      const int64_t num_outputs = count * s.out_plane_size();
-      for (int64_t o = 0; o < num_outputs; ++o) {
-        T sum = 0;
-        for (int64_t p = 0; p < kNumTaps; ++p) sum += b.tap(p)[origins[o] + s.tap_offset(p)];
-        out_chunk[o] = static_cast<scalar_t>(sum);
-      }
+      forward_chunk(x_data + first_plane * s.plane_size(), count, s, kernel.data(),
+                    origins.data(), b, out_data + first_plane * s.out_plane_size());
     }
   });
 }
@@ -335,75 +418,10 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& x,
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       const int64_t first_plane = chunk * s.planes_per_chunk;
       const int64_t count = std::min(s.planes_per_chunk, s.planes - first_plane);
-      const int64_t length = count * s.padded_size;
-      load_features(x_data + first_plane * s.plane_size(), count, s, b);
-      load_derivatives(count, s, b);
-
-      // dL/dphi_p: every output sends its gradient to the 9 pixels of its window.
-      std::fill(b.taps.begin(), b.taps.begin() + kNumTaps * b.length, T(0));
-      const scalar_t* grad_out_chunk = grad_out_data + first_plane * s.out_plane_size();
-      const int64_t num_outputs = count * s.out_plane_size();
-      for (int64_t o = 0; o < num_outputs; ++o) {
-        const T g = static_cast<T>(grad_out_chunk[o]);
-        for (int64_t p = 0; p < kNumTaps; ++p) b.tap(p)[origins[o] + s.tap_offset(p)] += g;
-      }
-
-      // dL/dW[p][f] = sum_i dL/dphi_p(i) F_f(i), padded pixels included;
-      // dL/dx = sum_f D_f sum_p W[p][f] dL/dphi_p with D_0 = 1, D_{1+k} = dB_k/dx.
-      T* grad_kernel = partial.data() + chunk * kernel_size;
-      T* grad_x_flat = b.grad_x.data();
-      T* grad_feature = b.work.data();
-      for (int64_t f = 0; f < s.num_features; ++f) {
-        if (f == s.constant_feature) {  // F_f = 1 and dF_f/dx = 0
-          for (int64_t p = 0; p < kNumTaps; ++p) {
-            const T* grad_phi = b.tap(p);
-            T grad_w = 0;
-#pragma omp simd reduction(+ : grad_w)
-            for (int64_t i = 0; i < length; ++i) grad_w += grad_phi[i];
-            grad_kernel[p * s.num_features + f] += grad_w;
-          }
-          continue;
-        }
-        const T* feature = b.feature(f);
-        std::fill(grad_feature, grad_feature + length, T(0));
-        // One pass per kernel row (3 taps) keeps grad_feature's loads and stores low.
-        for (int64_t p = 0; p < kNumTaps; p += kKernelSize) {
-          const T* grad_phi0 = b.tap(p);
-          const T* grad_phi1 = b.tap(p + 1);
-          const T* grad_phi2 = b.tap(p + 2);
-          const T w0 = kernel[p * s.num_features + f];
-          const T w1 = kernel[(p + 1) * s.num_features + f];
-          const T w2 = kernel[(p + 2) * s.num_features + f];
-          T grad_w0 = 0, grad_w1 = 0, grad_w2 = 0;
-#pragma omp simd reduction(+ : grad_w0, grad_w1, grad_w2)
-          for (int64_t i = 0; i < length; ++i) {
-            const T v = feature[i];
-            grad_w0 += grad_phi0[i] * v;
-            grad_w1 += grad_phi1[i] * v;
-            grad_w2 += grad_phi2[i] * v;
-            grad_feature[i] += w0 * grad_phi0[i] + w1 * grad_phi1[i] + w2 * grad_phi2[i];
-          }
-          grad_kernel[p * s.num_features + f] += grad_w0;
-          grad_kernel[(p + 1) * s.num_features + f] += grad_w1;
-          grad_kernel[(p + 2) * s.num_features + f] += grad_w2;
-        }
-        if (f == 0) {
-          std::copy(grad_feature, grad_feature + length, grad_x_flat);
-        } else {
-          const T* d = b.derivative(f - 1);
-#pragma omp simd
-          for (int64_t i = 0; i < length; ++i) grad_x_flat[i] += d[i] * grad_feature[i];
-        }
-      }
-      scalar_t* grad_x_chunk = grad_x_data + first_plane * s.plane_size();
-      for (int64_t plane = 0; plane < count; ++plane) {
-        for (int64_t y = 0; y < s.height; ++y) {
-          const T* in = grad_x_flat + plane * s.padded_size + (y + kPadding) * s.padded_width +
-                        kPadding;
-          scalar_t* out = grad_x_chunk + plane * s.plane_size() + y * s.width;
-          for (int64_t j = 0; j < s.width; ++j) out[j] = static_cast<scalar_t>(in[j]);
-        }
-      }
+      backward_chunk(x_data + first_plane * s.plane_size(),
+                     grad_out_data + first_plane * s.out_plane_size(), count, s, kernel.data(),
+                     origins.data(), b, partial.data() + chunk * kernel_size,
+                     grad_x_data + first_plane * s.plane_size());
     }
   });
 
