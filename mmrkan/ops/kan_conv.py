@@ -33,8 +33,9 @@ def kan_conv2d(x: torch.Tensor,
         ``(N, C, Hout, Wout)`` in the dtype of ``x``, computed in fp32 (fp64 for fp64 ``x``).
     """
     check_tensors('kan_conv2d', x=x, base_weight=base_weight, poly_weight=poly_weight)
-    if x.dim() != 4:
-        raise ValueError(f'kan_conv2d: x must have shape (N, C, H, W), got {tuple(x.shape)}')
+    if x.dim() != 4 or x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError('kan_conv2d: x must have shape (N, C, H, W) with H, W >= 1, got '
+                         f'{tuple(x.shape)}')
     if base_weight.shape != (9, ):
         raise ValueError('kan_conv2d: base_weight must have shape (9,) (one weight per tap of the '
                          f'3x3 window), got {tuple(base_weight.shape)}')

@@ -249,8 +249,11 @@ def test_clear_errors():
         kan_conv2d(x, base_weight, torch.zeros(8, 4))
     with pytest.raises(ValueError, match=r"K >= 2 for basis='rbf', got \(9, 1\)"):
         kan_conv2d(x, base_weight, torch.zeros(9, 1), basis='rbf')
-    with pytest.raises(ValueError, match=r'x must have shape \(N, C, H, W\), got \(2, 5, 5\)'):
+    with pytest.raises(ValueError, match=r'x must have shape \(N, C, H, W\) with H, W >= 1, got '
+                       r'\(2, 5, 5\)'):
         kan_conv2d(x[0], base_weight, poly_weight)
+    with pytest.raises(ValueError, match=r'with H, W >= 1, got \(1, 2, 0, 5\)'):
+        kan_conv2d(torch.zeros(1, 2, 0, 5), base_weight, poly_weight, stride=2)
     with pytest.raises(TypeError, match='x must be a floating-point tensor, got dtype torch.uint8'):
         kan_conv2d(torch.zeros(1, 2, 5, 5, dtype=torch.uint8), base_weight, poly_weight)
     with pytest.raises(ValueError, match='same device, got x on cpu, base_weight on meta'):
@@ -261,6 +264,9 @@ def test_kernel_level_errors(cpu_kernel):
     x = torch.randn(1, 2, 5, 5)
     with pytest.raises(RuntimeError, match='stride=3 is not supported; allowed: 1, 2'):
         torch.ops.mmrkan.kan_conv2d_forward(x, torch.zeros(9), torch.zeros(9, 4), 3, 0)
+    with pytest.raises(RuntimeError, match=r'with H, W >= 1, got \[1, 2, 5, 0\]'):
+        torch.ops.mmrkan.kan_conv2d_forward(torch.zeros(1, 2, 5, 0), torch.zeros(9),
+                                            torch.zeros(9, 4), 2, 0)
     with pytest.raises(RuntimeError, match='basis=2 is not supported'):
         torch.ops.mmrkan.kan_conv2d_forward(x, torch.zeros(9), torch.zeros(9, 4), 1, 2)
     with pytest.raises(RuntimeError, match='poly_weight must be Double for x of dtype Double'):

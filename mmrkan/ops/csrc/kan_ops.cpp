@@ -44,7 +44,8 @@ void check_group_rational_args(const at::Tensor& x, const at::Tensor& numerator,
 
 void check_kan_conv2d_args(const at::Tensor& x, const at::Tensor& base_weight,
                            const at::Tensor& poly_weight, int64_t stride, int64_t basis) {
-  TORCH_CHECK(x.dim() == 4, "kan_conv2d: x must have shape (N, C, H, W), got ", x.sizes());
+  TORCH_CHECK(x.dim() == 4 && x.size(2) >= 1 && x.size(3) >= 1,
+              "kan_conv2d: x must have shape (N, C, H, W) with H, W >= 1, got ", x.sizes());
   TORCH_CHECK(x.is_contiguous(), "kan_conv2d: x must be contiguous");
   TORCH_CHECK(base_weight.dim() == 1 && base_weight.size(0) == kNumTaps,
               "kan_conv2d: base_weight must have shape (9,), got ", base_weight.sizes());
