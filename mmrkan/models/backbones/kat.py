@@ -141,6 +141,7 @@ class KAT(VisionTransformer):
         self.pos_embed = nn.Parameter(
             torch.zeros(1, num_patches + self.num_extra_tokens, self.embed_dims))
         self._register_load_state_dict_pre_hook(self._prepare_pos_embed)
+        self._register_load_state_dict_pre_hook(self._check_checkpoint)
         self.drop_after_pos = nn.Dropout(p=drop_rate)
         self.out_indices = self._normalize_out_indices(out_indices)
 
@@ -222,6 +223,34 @@ class KAT(VisionTransformer):
             if num_tokens == math.isqrt(num_tokens - 1)**2 + 1:
                 state_dict[name] = state_dict[name][:, 1:]
         super()._prepare_pos_embed(state_dict, prefix, *args, **kwargs)
+
+    def _check_checkpoint(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Fail clearly on a checkpoint of another model (mmengine's loaders only warn about
+        missing keys and shape mismatches, and keep the random weights).
+
+        Checkpoints without any key under ``prefix`` do not concern this backbone and pass;
+        relative-position tables may be missing (they start at zero); extra keys are left to
+        the loader.
+        """
+        if not any(key.startswith(prefix) for key in state_dict):
+            return
+        params = dict(self.named_parameters())
+        missing = [name for name in params
+                   if prefix + name not in state_dict and 'rel_pos' not in name]
+        mismatched = [
+            f'{name}: checkpoint {tuple(state_dict[prefix + name].shape)}, model '
+            f'{tuple(param.shape)}' for name, param in params.items()
+            if prefix + name in state_dict and state_dict[prefix + name].shape != param.shape
+        ]
+        if missing or mismatched:
+            timm_layout = any(key.startswith(prefix + 'blocks.') for key in state_dict)
+            hint = (' It has timm key names: convert it with tools/model_converters/'
+                    'kat_timm2mmrkan.py (a KAT) or vit2kat.py (a ViT/DeiT).' if timm_layout else '')
+            raise ValueError(
+                f'the checkpoint does not fit this {type(self).__name__} '
+                f'({self.embed_dims} channels, {self.num_layers} blocks) under prefix '
+                f'{prefix!r}: {len(missing)} missing keys {missing[:4]}, shape mismatches '
+                f'{mismatched[:2]}.{hint}')
 
     def forward(self, x: torch.Tensor) -> tuple:
         B = x.shape[0]

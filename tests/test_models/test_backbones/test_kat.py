@@ -6,6 +6,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
+from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmseg.structures import SegDataSample
 
@@ -135,6 +136,32 @@ def test_variance_preserving_init_is_passed_to_every_mixer():
 def test_bad_settings_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         KAT(**kwargs)
+
+
+def test_checkpoints_of_other_models_are_clear_errors():
+    kat = KAT(arch=TINY_ARCH)
+    wider = KAT(arch=dict(TINY_ARCH, embed_dims=64))
+    with pytest.raises(ValueError, match=r'does not fit this KAT \(32 channels, 4 blocks\).*'
+                       r"shape mismatches \['cls_token: checkpoint \(1, 1, 64\)"):
+        kat.load_state_dict(wider.state_dict())
+    deit = VisionTransformer(arch=TINY_ARCH)  # mmpretrain's layout: same names but MLP mixers
+    with pytest.raises(ValueError, match=r"missing keys \['layers.0.kan.rational1"):
+        kat.load_state_dict(deit.state_dict(), strict=False)
+    with pytest.raises(ValueError, match='timm key names: convert it with .*kat_timm2mmrkan.py'):
+        kat.load_state_dict({'blocks.0.norm1.weight': torch.ones(32)}, strict=False)
+    # Inside a model, a checkpoint without keys of the backbone (e.g. only a head) passes.
+    detector = torch.nn.ModuleDict(dict(backbone=kat))
+    detector.load_state_dict({'head.weight': torch.ones(1)}, strict=False)
+    with pytest.raises(ValueError, match="under prefix 'backbone.'"):
+        detector.load_state_dict({'backbone.cls_token': torch.ones(1, 1, 32)}, strict=False)
+
+
+def test_pretrained_init_with_a_wrong_checkpoint_fails_instead_of_warning(tmp_path):
+    path = str(tmp_path / 'wider.pth')
+    torch.save({'state_dict': KAT(arch=dict(TINY_ARCH, embed_dims=64)).state_dict()}, path)
+    kat = KAT(arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=path))
+    with pytest.raises(ValueError, match='does not fit this KAT'):
+        kat.init_weights()
 
 
 def _mmseg_config(name: str) -> str:

@@ -71,6 +71,16 @@ def test_loads_a_224_backbone_dropping_the_class_row_and_resizing_the_grid():
     torch.testing.assert_close(kat.pos_embed, expected)
 
 
+def test_a_checkpoint_without_relative_positions_loads_with_them_at_zero():
+    source = _tiny()
+    with torch.no_grad():
+        source.pos_embed.normal_()
+    kat = _tiny(use_rel_pos=True)
+    kat.load_state_dict(source.state_dict(), strict=False)
+    torch.testing.assert_close(kat.pos_embed, source.pos_embed)
+    assert kat.layers[0].attn.rel_pos_h.abs().max() == 0
+
+
 def test_layer_depth_for_the_lr_decay_constructor():
     kat = _tiny()
     assert kat.get_layer_depth('backbone.pos_embed', 'backbone.') == (0, 6)
