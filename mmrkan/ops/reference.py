@@ -5,6 +5,8 @@ C++/CUDA kernels against them, and :mod:`mmrkan.ops` falls back to them when the
 extension is missing. Like the kernels they compute in float32 (float64 when any input is float64)
 whatever the storage dtype, and return the result in ``x``'s dtype.
 """
+from typing import List
+
 import torch
 import torch.nn.functional as F
 
@@ -49,7 +51,7 @@ def group_rational_reference(x: torch.Tensor, numerator: torch.Tensor,
     return (p / (1 + q)).reshape(x.shape).to(x.dtype)
 
 
-def kan_basis_reference(x: torch.Tensor, num_functions: int, basis: str) -> list:
+def kan_basis_reference(x: torch.Tensor, num_functions: int, basis: str) -> List[torch.Tensor]:
     """The basis functions the KAN convolution applies to every (already padded) input value.
 
     ``chebyshev``: ``T_0 .. T_{K-1}`` of ``tanh(x)``; ``rbf``: ``K`` Gaussian bumps
