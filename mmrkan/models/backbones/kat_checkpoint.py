@@ -18,6 +18,7 @@ from typing import Dict, Iterable, List
 
 import torch
 
+from mmrkan.engine import safe_torch_load
 from mmrkan.ops import GroupRational
 
 TASKS = ('classification', 'segmentation', 'detection')
@@ -95,12 +96,12 @@ def load_timm_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The state dict of a timm-style checkpoint file: ``.safetensors``, or a torch file holding
     the state dict itself or under ``'model'`` or ``'state_dict'`` (official DeiT/KAT files).
 
-    Torch files are read with ``weights_only=True``: tensors and containers only, no code.
+    Torch files are read by :func:`mmrkan.engine.safe_torch_load` (weights only: no code runs).
     """
     if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # optional: comes with timm / huggingface_hub
         return load_file(path)
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    checkpoint = safe_torch_load(path, map_location='cpu')
     for key in ('model', 'state_dict'):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             return checkpoint[key]
