@@ -237,7 +237,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA de
 @pytest.mark.parametrize('dtype, tolerance', [(torch.float32, 1e-5), (torch.float16, 1e-2),
                                               (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize('numerator_rows', [1, 8])
-def test_cuda_matches_reference(dtype, tolerance, numerator_rows, assert_grads_close):
+def test_cuda_matches_reference(dtype, tolerance, numerator_rows, assert_grads_close, cuda_kernel):
     x, numerator, denominator = random_inputs((4, 33, 96), groups=8, numerator_rows=numerator_rows,
                                               dtype=torch.float32)
     inputs = [x.detach().to('cuda', dtype).requires_grad_(),
@@ -254,7 +254,7 @@ def test_cuda_matches_reference(dtype, tolerance, numerator_rows, assert_grads_c
 
 
 @cuda
-def test_cuda_float16_large_inputs_stay_finite():
+def test_cuda_float16_large_inputs_stay_finite(cuda_kernel):
     x = ((torch.rand(4, 5, 16, device='cuda') * 2 - 1) * 1e4).half().requires_grad_()
     numerator = torch.tensor([RATIONAL_INITS['swish'][0]], device='cuda', requires_grad=True)
     denominator = torch.tensor([RATIONAL_INITS['swish'][1]], device='cuda').repeat(4, 1)
@@ -266,7 +266,7 @@ def test_cuda_float16_large_inputs_stay_finite():
 
 
 @cuda
-def test_cuda_backward_is_deterministic():
+def test_cuda_backward_is_deterministic(cuda_kernel):
     inputs = [t.detach().cuda().requires_grad_()
               for t in random_inputs((64, 197, 256), groups=8, dtype=torch.float32)]
     grad_out = torch.randn(64, 197, 256, device='cuda')

@@ -285,7 +285,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA de
                                               (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize('stride', [1, 2])
 @pytest.mark.parametrize('basis, num_functions', [('chebyshev', 4), ('rbf', 3)])
-def test_cuda_matches_reference(dtype, tolerance, stride, basis, num_functions, assert_grads_close):
+def test_cuda_matches_reference(dtype, tolerance, stride, basis, num_functions,
+                                assert_grads_close, cuda_kernel):
     x, base_weight, poly_weight = random_inputs((3, 5, 15, 13), num_functions,
                                                 dtype=torch.float32)
     inputs = [x.detach().to('cuda', dtype).requires_grad_(),
@@ -302,7 +303,7 @@ def test_cuda_matches_reference(dtype, tolerance, stride, basis, num_functions, 
 
 
 @cuda
-def test_cuda_float16_large_inputs_stay_finite():
+def test_cuda_float16_large_inputs_stay_finite(cuda_kernel):
     x = ((torch.rand(2, 3, 6, 5, device='cuda') * 2 - 1) * 1e4).half().requires_grad_()
     base_weight = (torch.randn(9, device='cuda') * math.sqrt(2 / 9)).requires_grad_()
     poly_weight = (torch.randn(9, 4, device='cuda') / 6).requires_grad_()
@@ -313,7 +314,7 @@ def test_cuda_float16_large_inputs_stay_finite():
 
 
 @cuda
-def test_cuda_backward_is_deterministic():
+def test_cuda_backward_is_deterministic(cuda_kernel):
     inputs = [t.detach().cuda().requires_grad_()
               for t in random_inputs((16, 256, 14, 14), dtype=torch.float32)]
     grad_out = torch.randn(16, 256, 7, 7, device='cuda')
