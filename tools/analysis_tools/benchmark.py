@@ -1,0 +1,132 @@
+"""Training and inference throughput (images/s) of the model of a config, on synthetic data.
+
+A training step is the Runner's: data preprocessing (batch augments included), forward in loss
+mode, backward and the config's optimizer step (``optim_wrapper``; an ``AmpOptimWrapper``
+becomes a plain fp32 one on the CPU). An inference step is ``test_step`` (predict mode, with
+post-processing) without gradients. The batch is synthetic: random images of ``--shape``, one
+annotation per image (a label, a box and mask, or a label map).
+
+Each step runs ``--warmup`` times untimed, then ``--iters`` timed times; the median images/s is
+reported. With ``--compare-baseline`` the baseline model (the KAN parts replaced by what they
+replace, see :mod:`mmrkan.analysis.baseline`: an RKAN backbone by the CNN it wraps, GR-KAN
+mixers by GELU MLPs) is measured in the same run, the timed steps of the two models taking
+turns so that a change in the machine's load affects both alike, and the ratios are printed.
+
+Examples::
+
+    python tools/analysis_tools/benchmark.py configs/rkan/rkanet-50_8xb32_in1k.py \\
+        --device cpu --batch 8 --compare-baseline
+    python tools/analysis_tools/benchmark.py configs/kat/kat-small_8xb128_in1k.py \\
+        --device cuda --batch 128 --iters 20 --compare-baseline
+"""
+import argparse
+import copy
+from typing import Callable, Dict
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from mmengine.optim import build_optim_wrapper
+
+from mmrkan.analysis import (DEFAULT_SHAPES, build_baseline, build_task_model, images_per_second,
+                             synthetic_batch)
+from mmrkan.apis import ToolError, exit_on_user_error, load_config
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Training and inference throughput of a model, images/s')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--device', choices=('cpu', 'cuda'),
+                        default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--batch', type=int,
+                        help='images per step (default: the batch size of train_dataloader)')
+    parser.add_argument(
+        '--shape', type=int, nargs='+', metavar=('H', 'W'),
+        help='input height and width (one value: square); default: 224x224 for classifiers, '
+        '512x512 for segmentors, 800x1333 for detectors')
+    parser.add_argument('--iters', type=int, default=10, help='timed steps per model and mode')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed steps per model and mode')
+    parser.add_argument('--compare-baseline', action='store_true',
+                        help='also measure the model without its KAN parts and print the ratios')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs, e.g. model.backbone.arch=tiny')
+    args = parser.parse_args()
+    if args.shape is not None and len(args.shape) > 2:
+        parser.error(f'--shape takes H [W], got {len(args.shape)} values')
+    for name in ('batch', 'iters'):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f'--{name} must be at least 1')
+    if args.warmup < 0:
+        parser.error('--warmup must be at least 0')
+    return args
+
+
+def make_steps(model: BaseModel, cfg: Config, device: torch.device, batch_size: int,
+               shape: tuple) -> Dict[str, Callable[[], None]]:
+    """A training step and an inference step of ``model`` on a fixed synthetic batch."""
+    model.to(device)
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if device.type == 'cpu' and optim_cfg.get('type') == 'AmpOptimWrapper':
+        # mmengine's AMP wrapper needs a GPU.
+        optim_cfg.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype'):
+            optim_cfg.pop(key, None)
+    optim_wrapper = build_optim_wrapper(model, optim_cfg)
+    data = synthetic_batch(cfg.default_scope, batch_size, shape)
+
+    def train() -> None:
+        model.train()
+        model.train_step(data, optim_wrapper)
+
+    @torch.no_grad()
+    def infer() -> None:
+        model.eval()
+        model.test_step(data)
+
+    return dict(train=train, inference=infer)
+
+
+@exit_on_user_error
+def main() -> None:
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise ToolError('--device cuda: no CUDA device is available')
+    device = torch.device(args.device)
+    scope = cfg.default_scope
+    shape = DEFAULT_SHAPES[scope] if args.shape is None else (args.shape[0], args.shape[-1])
+    batch_size = args.batch or cfg.train_dataloader.batch_size
+    # Keep mmengine's per-parameter initialisation and optimizer reports out of the output.
+    MMLogger.get_current_instance().setLevel('WARNING')
+
+    torch.manual_seed(0)
+    models = {'model': build_task_model(cfg)}
+    if args.compare_baseline:
+        models['baseline'] = build_baseline(cfg)
+    steps = {name: make_steps(model, cfg, device, batch_size, shape)
+             for name, model in models.items()}
+    rates = {
+        mode: images_per_second({name: model_steps[mode] for name, model_steps in steps.items()},
+                                batch_size, device, args.warmup, args.iters)
+        for mode in ('train', 'inference')
+    }
+
+    device_name = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
+                   f'cpu ({torch.get_num_threads()} threads)')
+    print(f'{args.config} on {device_name}: batch {batch_size}, {shape[0]}x{shape[1]}, median of '
+          f'{args.iters} timed steps after {args.warmup} warm-up steps')
+    for name, model in models.items():
+        params = sum(p.numel() for p in model.parameters())
+        print(f'{name:>8} ({params / 1e6:.3f}M params): train {rates["train"][name]:.2f} img/s, '
+              f'inference {rates["inference"][name]:.2f} img/s')
+    if args.compare_baseline:
+        for mode, mode_rates in rates.items():
+            print(f'{mode} throughput ratio model / baseline: '
+                  f'{mode_rates["model"] / mode_rates["baseline"]:.3f}')
+
+
+if __name__ == '__main__':
+    main()
