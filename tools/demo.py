@@ -36,10 +36,19 @@ class DemoTask:
 
 TASKS = {
     'det': DemoTask(
-        config='configs/demo/mask-rcnn_r18-tiny_fpn_shapes-coco.py', make_data=make_coco_style,
+        config='configs/demo/mask-rcnn_rkanet-18-tiny_fpn_shapes-coco.py', make_data=make_coco_style,
         data_root='data/shapes_coco', data_kwargs=dict(num_train=160, num_val=32, image_size=(128, 128)),
         metrics={'bbox mAP@0.5': 'coco/bbox_mAP_50', 'bbox mAP': 'coco/bbox_mAP', 'segm mAP': 'coco/segm_mAP'},
         chance='~0'),
+    'seg': DemoTask(
+        config='configs/demo/upernet_kat-micro_shapes-ade20k-128x128.py', make_data=make_ade20k_style,
+        data_root='data/shapes_ade20k', data_kwargs=dict(num_train=160, num_val=32, image_size=(128, 128)),
+        metrics={'mIoU (%)': 'mIoU'}, chance='~25'),
+    'cls': DemoTask(
+        config='configs/demo/kat-micro_shapes-imagenet-64px.py', make_data=make_imagenet_style,
+        data_root='data/shapes_imagenet',
+        data_kwargs=dict(num_train_per_class=120, num_val_per_class=30, image_size=(64, 64)),
+        metrics={'top-1 (%)': 'accuracy/top1'}, chance='33.3'),
 }
 
 

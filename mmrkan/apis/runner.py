@@ -5,6 +5,7 @@ import os.path as osp
 import sys
 from typing import Callable, Iterable, List, Optional
 
+import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -61,7 +62,26 @@ def check_data_roots(cfg: Config, dataloaders: Iterable[str] = DATALOADERS) -> N
 
 def build_runner(cfg: Config) -> Runner:
     """Build the Runner the config asks for (``runner_type``) or mmengine's default one."""
+    if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
+        _setup_cpu_distributed(cfg)
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def _setup_cpu_distributed(cfg: Config) -> None:
+    """Data-parallel training on CPUs (gloo), e.g. to try a multi-process launch without GPUs.
+
+    mmengine's launchers pin each process to a CUDA device and give DDP ``device_ids``; neither
+    exists without a GPU. The process group is made here (the Runner then keeps it) and DDP
+    is built without device ids.
+    """
+    if cfg.launcher != 'pytorch':
+        raise ToolError(f'--launcher {cfg.launcher} needs GPUs; without a GPU only --launcher pytorch '
+                        '(torchrun, tools/dist_train.sh) runs, on the gloo backend')
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend='gloo')
+    cfg.setdefault('model_wrapper_cfg', dict(
+        type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False)))
 
 
 def exit_on_user_error(main: Callable[[], None]) -> Callable[[], None]:

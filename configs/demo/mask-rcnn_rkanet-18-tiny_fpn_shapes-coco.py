@@ -1,6 +1,6 @@
-# The CPU demo (configs/demo/mask-rcnn_r18-tiny_fpn_shapes-coco.py) with an RKAN branch on the
+# The CPU demo detector: the small Mask R-CNN of mask-rcnn_r18-tiny_fpn_shapes-coco.py with an RKAN branch on the
 # last stage of its small ResNet-18: trains on the CPU in a few minutes on the generated shapes.
-_base_ = '../demo/mask-rcnn_r18-tiny_fpn_shapes-coco.py'
+_base_ = './mask-rcnn_r18-tiny_fpn_shapes-coco.py'
 
 model = dict(
     backbone=dict(
