@@ -32,9 +32,10 @@ def build_task_model(cfg: Config) -> BaseModel:
     and throughput do not depend on.
     """
     init_default_scope(cfg.default_scope)
+    # Copies: building mutates its config (mmpretrain's batch augments append to their probs).
     model_cfg = copy.deepcopy(cfg.model)
     if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+        model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
     model = task_registry(cfg.default_scope).build(model_cfg)
     return revert_sync_batchnorm(model)
 
