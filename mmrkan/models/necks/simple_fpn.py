@@ -13,7 +13,7 @@ from ..layers.norm import LayerNorm2d  # noqa: F401  (registers 'LN2d' for the d
 SCALE_FACTORS = (4.0, 2.0, 1.0, 0.5)
 
 
-@register_model(scopes=('mmdet', ))
+@register_model()
 class SimpleFeaturePyramid(BaseModule):
     """Multi-scale maps from the single stride-16 map of a plain ViT backbone.
 
