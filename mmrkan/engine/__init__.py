@@ -1,4 +1,4 @@
-from . import hooks, optimizers  # noqa: F401
+from . import optimizers  # noqa: F401
 from .checkpoint import (RUNNER_SAFE_GLOBALS, CheckpointError, register_safe_checkpoint_loader,
                          safe_torch_load)
 
