@@ -2,7 +2,8 @@
 
 A training step is the Runner's: data preprocessing (batch augments included), forward in loss
 mode, backward and the config's optimizer step (``optim_wrapper``; an ``AmpOptimWrapper``
-becomes a plain fp32 one on the CPU). An inference step is ``test_step`` (predict mode, with
+becomes a plain fp32 one on the CPU), at learning rate 0 so that every step sees the same
+weights. An inference step is ``test_step`` (predict mode, with
 post-processing) without gradients. The batch is synthetic: random images of ``--shape``, one
 annotation per image (a label, a box and mask, or a label map).
 
@@ -75,6 +76,11 @@ def make_steps(model: BaseModel, cfg: Config, device: torch.device, batch_size: 
         for key in ('loss_scale', 'dtype'):
             optim_cfg.pop(key, None)
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
+    # The step runs at learning rate 0: its cost is the same, but the model stays at its
+    # initial weights. Trained on one fixed batch, it would drive the loss to zero within a few
+    # steps, and the vanishing (denormal) gradients would slow the CPU steps down erratically.
+    for group in optim_wrapper.optimizer.param_groups:
+        group['lr'] = 0.0
     data = synthetic_batch(cfg.default_scope, batch_size, shape)
 
     def train() -> None:
