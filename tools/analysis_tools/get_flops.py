@@ -38,6 +38,7 @@ from torch import nn
 
 from mmrkan.analysis import DEFAULT_SHAPES, build_task_model, model_complexity, synthetic_batch
 from mmrkan.apis import ToolError, exit_on_user_error, load_config
+from mmrkan.ops.library import has_kernel
 
 # mmseg's get_flops refuses these decode heads too: their tensor-mode forward needs data samples.
 _UNSUPPORTED_SEG_HEADS = ('MaskFormerHead', 'Mask2FormerHead')
@@ -97,6 +98,10 @@ def main() -> None:
                 raise ToolError(f'{args.config}: decode_head type {head["type"]} is not supported '
                                 '(its tensor-mode forward needs data samples)')
 
+    if not has_kernel(torch.device('cpu')):
+        raise ToolError('the KAN ops are counted where the compiled mmrkan._ext ops run, but the '
+                        'extension is not built (see the warning above); build it with '
+                        '`pip install -e .`')
     model = build_task_model(cfg).eval()
     if scope == 'mmseg':
         model.auxiliary_head = None

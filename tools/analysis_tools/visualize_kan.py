@@ -37,7 +37,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The tensors of a Runner checkpoint's ``state_dict``, or of a plain state dict."""
     checkpoint = safe_torch_load(path, map_location='cpu')
     if not isinstance(checkpoint, dict):
@@ -68,7 +68,7 @@ def check_against_config(state_dict: Dict[str, torch.Tensor], config: str) -> No
 @exit_on_user_error
 def main() -> None:
     args = parse_args()
-    state_dict = load_state_dict(args.checkpoint)
+    state_dict = read_state_dict(args.checkpoint)
     if args.config is not None:
         check_against_config(state_dict, args.config)
     layers = find_kan_layers(state_dict)
