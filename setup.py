@@ -80,7 +80,7 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        'tests': ['pytest', 'pytest-xdist', 'timm'],
+        'tests': ['pytest', 'pytest-xdist', 'timm', 'tensorboard'],
     },
     ext_modules=make_extensions(),
     cmdclass=cmdclass(),

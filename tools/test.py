@@ -32,21 +32,22 @@ def parse_args() -> argparse.Namespace:
 
 
 def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
-    """Turn on the task's visualization hook for --show / --show-dir."""
+    """Turn on the task's visualization hook for --show / --show-dir (each library names the
+    output folder differently)."""
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise ToolError('--show/--show-dir need a visualization hook in default_hooks')
+    hook.show = args.show
+    hook.wait_time = args.wait_time
     if cfg.default_scope == 'mmpretrain':
         hook.enable = True
-        hook.show = args.show
-        hook.wait_time = args.wait_time
         if args.show_dir:
             hook.out_dir = args.show_dir
     else:
         hook.draw = True
-        hook.show = args.show
-        hook.wait_time = args.wait_time
-        if args.show_dir:
+        if args.show_dir and cfg.default_scope == 'mmdet':
+            hook.test_out_dir = args.show_dir  # under the run's log dir
+        elif args.show_dir:
             cfg.visualizer.save_dir = args.show_dir
 
 

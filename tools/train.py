@@ -3,12 +3,13 @@
 The task follows the config's ``default_scope`` (mmdet, mmseg or mmpretrain).
 """
 import argparse
+import importlib.util
 import os
 import os.path as osp
 
 from mmengine.config import DictAction
 
-from mmrkan.apis import build_runner, check_data_roots, exit_on_user_error, load_config
+from mmrkan.apis import ToolError, build_runner, check_data_roots, exit_on_user_error, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -21,6 +22,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a path, from the latest one in the work dir')
+    parser.add_argument('--tensorboard', action='store_true',
+                        help='also write TensorBoard event files (needs the tensorboard package)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value pairs, e.g. train_cfg.max_epochs=2')
@@ -50,6 +53,11 @@ def main() -> None:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
+    if args.tensorboard:
+        if importlib.util.find_spec('tensorboard') is None:
+            raise ToolError('--tensorboard needs the tensorboard package: pip install tensorboard')
+        cfg.visualizer.vis_backends = [*cfg.visualizer.get('vis_backends', []),
+                                       dict(type='TensorboardVisBackend')]
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_r18-tiny_fpn_shapes-coco.py')
+DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_rkanet-18-tiny_fpn_shapes-coco.py')
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess:
@@ -25,7 +25,7 @@ def data_options(root: str) -> list:
 @pytest.fixture(scope='module')
 def trained_detector(shapes_coco, tmp_path_factory):
     work_dir = str(tmp_path_factory.mktemp('det_run'))
-    result = run_tool('tools/train.py', DET_CONFIG, '--work-dir', work_dir, '--cfg-options',
+    result = run_tool('tools/train.py', DET_CONFIG, '--work-dir', work_dir, '--tensorboard', '--cfg-options',
                       *data_options(shapes_coco), 'train_cfg.max_epochs=6', 'train_cfg.val_interval=6',
                       'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=6',
                       'param_scheduler.0.end=4', 'param_scheduler.1.end=6',
@@ -51,14 +51,23 @@ def test_training_loss_goes_down_and_validation_computes_coco_metrics(trained_de
         assert 0.0 <= value <= 1.0
 
 
+def test_training_curves_are_written_locally_and_for_tensorboard(trained_detector):
+    (vis_data, ) = glob.glob(osp.join(trained_detector, '*', 'vis_data'))
+    assert osp.getsize(osp.join(vis_data, 'scalars.json')) > 0
+    events = glob.glob(osp.join(vis_data, '**', 'events.out.tfevents.*'), recursive=True)
+    assert events and osp.getsize(events[0]) > 0
+
+
 def test_test_tool_evaluates_a_runner_checkpoint(trained_detector, shapes_coco, tmp_path):
     checkpoint = osp.join(trained_detector, 'epoch_6.pth')
     result = run_tool('tools/test.py', DET_CONFIG, checkpoint, '--work-dir', str(tmp_path),
-                      '--out', str(tmp_path / 'predictions.pkl'), '--cfg-options', *data_options(shapes_coco),
+                      '--out', str(tmp_path / 'predictions.pkl'), '--show-dir', 'drawn',
+                      '--cfg-options', *data_options(shapes_coco),
                       'model.test_cfg.rcnn.score_thr=0.0')
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'coco/bbox_mAP' in result.stdout + result.stderr
     assert (tmp_path / 'predictions.pkl').stat().st_size > 0
+    assert len(glob.glob(str(tmp_path / '*' / 'drawn' / '*.jpg'))) == 4  # every validation image
 
 
 def expect_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
