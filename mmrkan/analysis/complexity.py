@@ -25,10 +25,11 @@ Chebyshev KAN convolution of degree ``D`` (RKAN), per output element, 9 taps of:
                                                           D >= 2)
     sum_k W[p, k] T_k                                D + 1 multiply-adds
 
-i.e. ``9 * (2D + 3)`` for D >= 2: 81 for D = 3, 63 for D = 2. The tanh and the basis are counted per tap, as
-the authors' unfold-based layer computes them (evaluating the basis once per input element does
-about 9x fewer of those operations). The RBF basis counts ``9 * (1 + 4K)`` for ``K`` bumps: per
-bump ``(x - c) / w`` (one multiply-add), the square, the exp and the weight multiply-add.
+i.e. ``9 * (2D + 3)`` for D >= 2: 81 for D = 3, 63 for D = 2. The tanh and the basis are
+counted per tap, as the authors' unfold-based layer computes them (evaluating the basis once per
+input element does about 9x fewer of those operations). The RBF basis counts ``9 * (1 + 4K)``
+for ``K`` bumps: per bump ``(x - c) / w`` (one multiply-add), the square, the exp and the weight
+multiply-add.
 
 Attention: ``scaled_dot_product_attention`` has no mmengine handle, and the KAT paper's FLOPs
 leave its two matrix products out as well (KAT-S: 4.35 G; about 4.7 G with them), so by default

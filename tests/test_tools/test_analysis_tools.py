@@ -52,7 +52,8 @@ def rkan18_config(tmp_path_factory) -> str:
     """An RKAN ResNet-18 classifier: the RKANet-50 config with a smaller wrapped ResNet."""
     path = tmp_path_factory.mktemp('configs') / 'rkanet-18.py'
     path.write_text(f"_base_ = ['{REPO}/configs/rkan/rkanet-50_8xb32_in1k.py']\n"
-                    "model = dict(backbone=dict(backbone=dict(depth=18)), head=dict(in_channels=512))\n")
+                    'model = dict(backbone=dict(backbone=dict(depth=18)), '
+                    'head=dict(in_channels=512))\n')
     return str(path)
 
 
@@ -68,7 +69,8 @@ def test_get_flops_of_the_kat_demo_classifier(capsys):
     assert status == 0, err[-3000:]
     model = build_task_model(Config.fromfile(KAT_CLS)).eval()
     expected = model_complexity(model, (torch.randn(1, 3, 64, 64), ))
-    assert printed_number(r'Params: \S+ \(([\d,]+)\)', out) == sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters())
+    assert printed_number(r'Params: \S+ \(([\d,]+)\)', out) == params
     assert printed_number(r'Flops: \S+ \(([\d,]+) multiply-adds\)', out) == expected.flops
     assert 'Input shape: (1, 3, 64, 64)' in out
     assert re.search(r'by operator: .*group_rational', out), out
@@ -103,7 +105,8 @@ def test_get_flops_errors(capsys, tmp_path):
     other_task.write_text("default_scope = 'mmaction'\nmodel = dict(type='Recognizer3D')\n")
     expect_user_error(run_tool(capsys, 'get_flops', other_task), "default_scope='mmaction'")
     maskformer = tmp_path / 'maskformer.py'
-    maskformer.write_text(f"_base_ = ['{KAT_SEG}']\nmodel = dict(decode_head=dict(type='MaskFormerHead'))\n")
+    maskformer.write_text(f"_base_ = ['{KAT_SEG}']\n"
+                          "model = dict(decode_head=dict(type='MaskFormerHead'))\n")
     expect_user_error(run_tool(capsys, 'get_flops', maskformer), 'MaskFormerHead', 'not supported')
 
 
@@ -130,7 +133,8 @@ def test_benchmark_compares_with_the_baseline(capsys, config, shape):
 
 def test_benchmark_baseline_of_rkan_is_the_wrapped_resnet(capsys, rkan18_config):
     status, out, err = run_tool(capsys, 'benchmark', rkan18_config, '--batch', 2, '--shape', 64,
-                                '--iters', 2, '--warmup', 1, '--compare-baseline', '--device', 'cpu')
+                                '--iters', 2, '--warmup', 1, '--compare-baseline',
+                                '--device', 'cpu')
     assert status == 0, err[-3000:]
     assert 'baseline (11.690M params)' in out  # ResNet-18 ImageNet classifier
     assert 'median of 2 timed steps after 1 warm-up steps' in out

@@ -121,7 +121,7 @@ def main() -> None:
     }
 
     device_name = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
-                   f'cpu ({torch.get_num_threads()} threads)')
+                   f'cpu, {torch.get_num_threads()} torch thread(s)')
     print(f'{args.config} on {device_name}: batch {batch_size}, {shape[0]}x{shape[1]}, median of '
           f'{args.iters} timed steps after {args.warmup} warm-up steps')
     for name, model in models.items():

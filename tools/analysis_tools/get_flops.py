@@ -25,8 +25,8 @@ Examples::
 
     python tools/analysis_tools/get_flops.py configs/rkan/rkanet-50_8xb32_in1k.py
     python tools/analysis_tools/get_flops.py configs/kat/kat-small_8xb128_in1k.py --shape 224
-    python tools/analysis_tools/get_flops.py configs/katdet/mask-rcnn_katdet-small_simplefpn_3x_coco.py \\
-        --shape 1024 1024 --show-table
+    python tools/analysis_tools/get_flops.py \\
+        configs/katdet/mask-rcnn_katdet-small_simplefpn_3x_coco.py --shape 1024 --show-table
 """
 import argparse
 from typing import Tuple

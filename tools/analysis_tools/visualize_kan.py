@@ -41,7 +41,8 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The tensors of a Runner checkpoint's ``state_dict``, or of a plain state dict."""
     checkpoint = safe_torch_load(path, map_location='cpu')
     if not isinstance(checkpoint, dict):
-        raise ToolError(f'checkpoint {path!r} holds a {type(checkpoint).__name__}, not a state dict')
+        raise ToolError(
+            f'checkpoint {path!r} holds a {type(checkpoint).__name__}, not a state dict')
     state_dict = checkpoint.get('state_dict', checkpoint)
     return {key: value for key, value in state_dict.items() if isinstance(value, torch.Tensor)}
 
