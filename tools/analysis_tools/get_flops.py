@@ -102,6 +102,9 @@ def main() -> None:
         raise ToolError('the KAN ops are counted where the compiled mmrkan._ext ops run, but the '
                         'extension is not built (see the warning above); build it with '
                         '`pip install -e .`')
+    # Fixed weights and image: a detector's RoI/mask heads cost depends on how many boxes the
+    # (randomly initialised) model detects, so the count repeats from run to run.
+    torch.manual_seed(0)
     model = build_task_model(cfg).eval()
     if scope == 'mmseg':
         model.auxiliary_head = None
