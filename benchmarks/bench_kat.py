@@ -14,14 +14,13 @@ Examples::
 """
 import argparse
 import json
-import statistics
-import time
 from typing import Callable, Dict, Optional
 
 import torch
 from mmpretrain.models.backbones import VisionTransformer
 from torch import nn
 
+from mmrkan.analysis.throughput import images_per_second
 from mmrkan.models.backbones import KAT
 from mmrkan.ops.library import has_kernel
 
@@ -48,11 +47,6 @@ def build_models(arch: str, img_size: int, drop_path_rate: float) -> Dict[str, n
     }
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def make_step(model: nn.Module, device: torch.device, batch: int, img_size: int,
               amp_dtype: Optional[torch.dtype]) -> Callable[[], None]:
     """One training step of ``model`` on fixed random images and labels."""
@@ -71,27 +65,6 @@ def make_step(model: nn.Module, device: torch.device, batch: int, img_size: int,
         scaler.update()
 
     return step
-
-
-def images_per_second(steps: Dict[str, Callable[[], None]], device: torch.device, batch: int,
-                      warmup: int, repeats: int) -> Dict[str, float]:
-    """Median images/s of each model over ``repeats`` timed steps after ``warmup`` untimed ones.
-
-    The models' timed steps alternate, so a change in the machine's load during the run affects
-    them alike.
-    """
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    rates = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            synchronize(device)
-            start = time.perf_counter()
-            step()
-            synchronize(device)
-            rates[name].append(batch / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def parse_args() -> argparse.Namespace:
@@ -117,7 +90,7 @@ def main() -> None:
         name: make_step(model, device, args.batch, args.img_size, AMP_DTYPES[args.amp])
         for name, model in build_models(args.arch, args.img_size, args.drop_path).items()
     }
-    rates = images_per_second(steps, device, args.batch, args.warmup, args.steps)
+    rates = images_per_second(steps, args.batch, device, args.warmup, args.steps)
     result = dict(
         device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
         torch=torch.__version__,

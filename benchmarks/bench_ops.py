@@ -19,16 +19,12 @@ from typing import Callable, Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
+from mmrkan.analysis.throughput import synchronize
 from mmrkan.ops import group_rational, kan_conv2d
 from mmrkan.ops.group_rational import RATIONAL_INITS
 from mmrkan.ops.reference import group_rational_reference, kan_conv2d_reference
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def median_ms(fn: Callable[[], object],

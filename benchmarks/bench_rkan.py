@@ -2,15 +2,15 @@
 
 Both models come from their configs (configs/rkan/rkanet-50_8xb32_in1k.py and mmpretrain's
 resnet/resnet50_8xb32_in1k.py) and train on the same random batch in one run, taking turns
-step by step: forward, cross-entropy, backward and an SGD step. The paper reports 943 vs
-1216 img/s (0.78x) for the authors' implementation on a GPU.
+step by step: forward, cross-entropy, backward and an SGD step; each model's figure is the
+median over its timed steps. The paper reports 943 vs 1216 img/s (0.78x) for the authors'
+implementation on a GPU.
 
     python benchmarks/bench_rkan.py --device cpu --batch 8 --size 224
     python benchmarks/bench_rkan.py --device cuda --batch 64 --amp
 """
 import argparse
 import os.path as osp
-import time
 from typing import Callable
 
 import mmpretrain
@@ -22,6 +22,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import mmrkan  # noqa: F401  (registers RKAN)
+from mmrkan.analysis.throughput import images_per_second
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RKANET50_CONFIG = osp.join(REPO, 'configs', 'rkan', 'rkanet-50_8xb32_in1k.py')
@@ -35,11 +36,6 @@ def build_classifier(config: str) -> torch.nn.Module:
     model = MODELS.build(cfg.model)
     model.init_weights()
     return model
-
-
-def synchronize(device: str) -> None:
-    if device == 'cuda':
-        torch.cuda.synchronize()
 
 
 def make_train_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -86,19 +82,8 @@ def main() -> None:
         name: make_train_step(build_classifier(config), images, labels, args.amp)
         for name, config in (('ResNet-50', RESNET50_CONFIG), ('RKANet-50', RKANET50_CONFIG))
     }
-    for step in steps.values():
-        for _ in range(args.warmup):
-            step()
-    # The models take turns step by step, so a change of machine load hits both alike.
-    elapsed = dict.fromkeys(steps, 0.0)
-    for _ in range(args.steps):
-        for name, step in steps.items():
-            synchronize(args.device)
-            start = time.perf_counter()
-            step()
-            synchronize(args.device)
-            elapsed[name] += time.perf_counter() - start
-    throughput = {name: args.batch * args.steps / seconds for name, seconds in elapsed.items()}
+    throughput = images_per_second(steps, args.batch, torch.device(args.device), args.warmup,
+                                   args.steps)
 
     device_name = (torch.cuda.get_device_name() if args.device == 'cuda' else
                    f'cpu ({torch.get_num_threads()} threads)')

@@ -6,7 +6,8 @@ from typing import Callable, Dict
 import torch
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the queued work of ``device`` to finish (a no-op off CUDA)."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
 
@@ -23,9 +24,9 @@ def images_per_second(steps: Dict[str, Callable[[], None]], batch_size: int, dev
     rates = {name: [] for name in steps}
     for _ in range(iters):
         for name, step in steps.items():
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             step()
-            _synchronize(device)
+            synchronize(device)
             rates[name].append(batch_size / (time.perf_counter() - start))
     return {name: statistics.median(values) for name, values in rates.items()}
