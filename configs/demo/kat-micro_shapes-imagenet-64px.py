@@ -1,4 +1,4 @@
-# A micro KAT classifier (4 blocks of width 64, patch 8) that trains on the CPU in a minute or two on
+# A micro KAT classifier (4 blocks of width 64, patch 8) that trains on the CPU in about a minute on
 # the generated shapes: the KAT classifiers of configs/kat/ at demo size.
 _base_ = [
     '../_base_/datasets/shapes-imagenet.py',
@@ -26,9 +26,9 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=5.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.05, by_epoch=True, begin=0, end=2, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=2, end=25),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=2, end=80),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=25, val_interval=25)
+train_cfg = dict(by_epoch=True, max_epochs=80, val_interval=80)
 val_cfg = dict()
 test_cfg = dict()
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=25, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=80, max_keep_ckpts=1))
