@@ -8,7 +8,8 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from mmrkan.apis import ToolError, build_runner, check_data_roots, exit_on_user_error, load_config
+from mmrkan.apis import (ToolError, build_runner, check_data_roots, exit_on_user_error, load_config,
+                         set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,10 +65,7 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.work_dir, args.config)
 
     if not osp.isfile(args.checkpoint):
         raise ToolError(f'checkpoint {args.checkpoint!r} does not exist')

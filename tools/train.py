@@ -5,11 +5,11 @@ The task follows the config's ``default_scope`` (mmdet, mmseg or mmpretrain).
 import argparse
 import importlib.util
 import os
-import os.path as osp
 
 from mmengine.config import DictAction
 
-from mmrkan.apis import ToolError, build_runner, check_data_roots, exit_on_user_error, load_config
+from mmrkan.apis import (ToolError, build_runner, check_data_roots, exit_on_user_error, load_config,
+                         set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,17 +41,14 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.work_dir, args.config)
 
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+            raise ToolError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
     if args.tensorboard:
         if importlib.util.find_spec('tensorboard') is None:

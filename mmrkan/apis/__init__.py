@@ -1,3 +1,4 @@
-from .runner import (ToolError, build_runner, check_data_roots, exit_on_user_error, load_config)
+from .runner import (ToolError, build_runner, check_data_roots, exit_on_user_error, load_config,
+                     set_work_dir)
 
-__all__ = ['ToolError', 'build_runner', 'check_data_roots', 'exit_on_user_error', 'load_config']
+__all__ = ['ToolError', 'build_runner', 'check_data_roots', 'exit_on_user_error', 'load_config', 'set_work_dir']

@@ -33,6 +33,14 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def set_work_dir(cfg: Config, work_dir: Optional[str], config_path: str) -> None:
+    """``--work-dir`` if given, else the config's own, else ``work_dirs/<config name>``."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
 def _dataset_roots(dataset: ConfigDict) -> Iterable[str]:
     """Data roots of a dataset config, looking inside wrappers (RepeatDataset, ConcatDataset...)."""
     if 'data_root' in dataset:
