@@ -1,5 +1,6 @@
 """What tools/train.py and tools/test.py share: loading a task config, checking it, building the
 Runner, and turning user errors into one clear message instead of a deep traceback."""
+import copy
 import functools
 import os.path as osp
 import sys
@@ -31,6 +32,17 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     if scope not in TASK_SCOPES:
         raise ToolError(f'{path}: default_scope={scope!r} is not supported; allowed: {list(TASK_SCOPES)}')
     return cfg
+
+
+def without_amp(optim_wrapper: ConfigDict) -> ConfigDict:
+    """A copy of an ``optim_wrapper`` config with ``AmpOptimWrapper`` replaced by the plain fp32
+    ``OptimWrapper``: mmengine's AMP wrapper refuses to run without a GPU."""
+    optim_wrapper = copy.deepcopy(optim_wrapper)
+    if optim_wrapper.get('type') == 'AmpOptimWrapper':
+        optim_wrapper.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype'):
+            optim_wrapper.pop(key, None)
+    return optim_wrapper
 
 
 def set_work_dir(cfg: Config, work_dir: Optional[str], config_path: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Dict
 
 from mmengine.config import Config, ConfigDict
 
+from mmrkan.apis import without_amp
 from .synthetic_data import SHAPE_CLASSES
 
 # Keys of pipeline transforms that hold an image size (int or (w, h) / (h, w) pairs, or lists).
@@ -85,10 +86,7 @@ def tiny_training_config(cfg: Config, roots: Dict[str, str], work_dir: str, batc
     needs a GPU). ``roots`` maps 'coco'/'ade20k'/'imagenet' to generated roots."""
     cfg = copy.deepcopy(cfg)
     _drop_pretrained(cfg.model)
-    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
-        cfg.optim_wrapper.type = 'OptimWrapper'
-        for key in ('loss_scale', 'dtype'):
-            cfg.optim_wrapper.pop(key, None)
+    cfg.optim_wrapper = without_amp(cfg.optim_wrapper)
     scope = cfg.default_scope
     loader = cfg.train_dataloader
     loader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)

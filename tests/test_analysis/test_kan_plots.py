@@ -1,5 +1,4 @@
 """Finding KAN layers in state dicts and plotting them."""
-import pytest
 import torch
 from torch import nn
 

@@ -21,7 +21,6 @@ Examples::
         --device cuda --batch 128 --iters 20 --compare-baseline
 """
 import argparse
-import copy
 from typing import Callable, Dict
 
 import torch
@@ -32,7 +31,7 @@ from mmengine.optim import build_optim_wrapper
 
 from mmrkan.analysis import (DEFAULT_SHAPES, build_baseline, build_task_model, images_per_second,
                              synthetic_batch)
-from mmrkan.apis import ToolError, exit_on_user_error, load_config
+from mmrkan.apis import ToolError, exit_on_user_error, load_config, without_amp
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,12 +68,7 @@ def make_steps(model: BaseModel, cfg: Config, device: torch.device, batch_size: 
                shape: tuple) -> Dict[str, Callable[[], None]]:
     """A training step and an inference step of ``model`` on a fixed synthetic batch."""
     model.to(device)
-    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
-    if device.type == 'cpu' and optim_cfg.get('type') == 'AmpOptimWrapper':
-        # mmengine's AMP wrapper needs a GPU.
-        optim_cfg.type = 'OptimWrapper'
-        for key in ('loss_scale', 'dtype'):
-            optim_cfg.pop(key, None)
+    optim_cfg = without_amp(cfg.optim_wrapper) if device.type == 'cpu' else cfg.optim_wrapper
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
     # The step runs at learning rate 0: its cost is the same, but the model stays at its
     # initial weights. Trained on one fixed batch, it would drive the loss to zero within a few
