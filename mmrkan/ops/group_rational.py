@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from mmrkan.registry import register_model
+from .export import is_exporting
 from .library import check_tensors, compute_dtype, has_kernel
 from .reference import group_rational_reference
 
@@ -59,7 +60,7 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor,
     dtype = compute_dtype(x)
     numerator = numerator.to(dtype).contiguous()
     denominator = denominator.to(dtype).contiguous()
-    if has_kernel(x.device):
+    if has_kernel(x.device) and not is_exporting():
         return torch.ops.mmrkan.group_rational_forward(x.contiguous(), numerator, denominator)
     return group_rational_reference(x, numerator, denominator)
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from mmrkan.registry import register_model
+from .export import is_exporting
 from .library import check_tensors, compute_dtype, has_kernel
 from .reference import BASIS_CODES, kan_conv2d_reference
 
@@ -51,7 +52,7 @@ def kan_conv2d(x: torch.Tensor,
     dtype = compute_dtype(x)
     base_weight = base_weight.to(dtype).contiguous()
     poly_weight = poly_weight.to(dtype).contiguous()
-    if has_kernel(x.device):
+    if has_kernel(x.device) and not is_exporting():
         return torch.ops.mmrkan.kan_conv2d_forward(x.contiguous(), base_weight, poly_weight,
                                                    stride, BASIS_CODES[basis])
     return kan_conv2d_reference(x, base_weight, poly_weight, stride, basis)
