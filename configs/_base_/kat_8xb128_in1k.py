@@ -1,4 +1,4 @@
-# KAT on ImageNet-1k from scratch, the DeiT-style recipe of the KAT paper (kan-facts.md section 2):
+# KAT on ImageNet-1k from scratch, the DeiT-style recipe of the KAT paper (docs/recipes.md):
 # 300 epochs, batch 1024 (8 GPUs x 128), AdamW lr 1e-3 and weight decay 0.05, 5 warm-up epochs
 # then cosine, RandAugment m9, mixup 0.8, cutmix 1.0, label smoothing 0.1, random erasing 0.25,
 # EMA 0.9999. The rational coefficients are 2-D and get weight decay, as in the authors' runs.

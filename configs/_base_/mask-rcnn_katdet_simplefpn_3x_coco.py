@@ -1,5 +1,5 @@
 # Mask R-CNN with a ViTDet-style KAT backbone (KATDet) on COCO, the KAT paper's recipe
-# (kan-facts.md section 3): 36 epochs, multi-scale training (shorter side 640-800, longer side
+# (docs/recipes.md): 36 epochs, multi-scale training (shorter side 640-800, longer side
 # at most 1333), batch 16 (8 GPUs x 2), AdamW lr 1e-4, fp16 mixed precision, layer-wise lr decay.
 # Backbone and neck follow ViTDet (mmdet's projects/ViTDet): windowed attention (14x14) with
 # global attention in blocks 2, 5, 8, 11, a simple feature pyramid with LN2d, a 2-conv RPN head

@@ -1,4 +1,4 @@
-"""Plain-PyTorch references of the KAN ops (``docs: kan-facts.md`` sections 1 and 4).
+"""Plain-PyTorch references of the KAN ops (``docs/ops.md``).
 
 Short and obviously correct, differentiable by autograd, float64-capable. The tests compare the
 C++/CUDA kernels against them, and :mod:`mmrkan.ops` falls back to them when the compiled

@@ -1,4 +1,4 @@
-"""KAT: Vision Transformer with group-rational KAN channel mixers (``kan-facts.md`` section 2).
+"""KAT: Vision Transformer with group-rational KAN channel mixers (``docs/models.md``, "KAT").
 
 One backbone, written once, for three tasks:
 

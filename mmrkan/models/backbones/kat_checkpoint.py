@@ -1,7 +1,7 @@
 """Conversion of timm-layout KAT and ViT/DeiT state dicts to mmrkan's KAT layout.
 
 The official KAT checkpoints are timm ``VisionTransformer`` state dicts whose MLPs are GR-KANs
-(``blocks.i.mlp.act1``, ``fc1``, ``act2``, ``fc2``; ``kan-facts.md`` section 2). The converted
+(``blocks.i.mlp.act1``, ``fc1``, ``act2``, ``fc2``; ``docs/checkpoints.md``). The converted
 state dicts load, with no missing or unexpected key, into:
 
 - ``'classification'``: mmpretrain's ``ImageClassifier`` with a :class:`KAT` backbone and a

@@ -1,4 +1,4 @@
-"""GR-KAN, the channel mixer of KAT (``kan-facts.md`` section 2)."""
+"""GR-KAN, the channel mixer of KAT (``docs/models.md``, "GR-KAN")."""
 import math
 from typing import Optional
 

@@ -1,7 +1,7 @@
 """The RKAN branch: a residual Chebyshev-KAN block attached beside one stage of a CNN.
 
 RKAN (arXiv 2410.05500) adds, to the output of a CNN stage, a light branch computed from the
-stage's input (``docs: kan-facts.md`` section 5)::
+stage's input (``docs/models.md``, "The RKAN block")::
 
     r = Conv1x1(C_in -> C_mid) -> SiLU -> KANConv(degree, stride of the stage) -> BN(C_mid)
         -> Conv1x1(C_mid -> C_out) -> SiLU -> [KANConv(out_degree, stride 1)] -> BN(C_out)

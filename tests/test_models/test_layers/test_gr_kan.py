@@ -59,7 +59,7 @@ def test_rational_gain_is_one_over_the_second_moment_under_a_standard_normal():
     density = torch.exp(-x**2 / 2) / math.sqrt(2 * math.pi)
     expected = 1 / torch.trapezoid(f**2 * density, x).item()
     assert rational_gain(swish) == pytest.approx(expected, rel=1e-7)
-    # kan-facts.md gives ~2.8178; the exact value (also 1 / E[silu(x)^2]) is 2.8108.
+    # The authors' code uses 2.8178; the exact 1 / E[silu(x)^2] is 2.8108 (docs/ops.md).
     assert rational_gain(swish) == pytest.approx(2.8178, rel=5e-3)
 
 

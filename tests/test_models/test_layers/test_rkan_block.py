@@ -11,7 +11,7 @@ def _num_params(module: torch.nn.Module) -> int:
 
 
 def test_stage4_branch_of_resnet50_has_the_papers_parameter_count():
-    # 524,288 + 1,048,576 convs, 1,024 + 4,096 BN, 54 + 45 KAN (kan-facts.md section 5).
+    # 524,288 + 1,048,576 convs, 1,024 + 4,096 BN, 54 + 45 KAN (docs/models.md, RKANet).
     block = RKANBlock(1024, 2048, 512, stride=2, degree=3, out_degree=2)
     assert _num_params(block) == 1_578_083
 
