@@ -7,10 +7,48 @@ torch's cpp_extension, which knows what the installed torch headers need.
 import glob
 import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
 
 CSRC = osp.join('mmrkan', 'ops', 'csrc')
+
+
+# What `mim` (openmim) and mmpretrain's ModelHub look for inside an installed OpenMMLab package.
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
+
+
+def add_mim_extension() -> None:
+    """Put ``configs``, ``tools`` and ``model-index.yml`` into ``mmrkan/.mim``.
+
+    An editable install (``pip install -e .``) gets symlinks to the checkout's files, so that edits
+    show at once; a wheel or sdist build gets copies, which ``include_package_data`` (with
+    MANIFEST.in) then packages. Other setup commands (e.g. metadata only) leave ``.mim`` alone.
+    """
+    if {'develop', 'editable_wheel'} & set(sys.argv):
+        mode = 'copy' if os.name == 'nt' else 'symlink'  # symlinks need privileges on Windows
+    elif {'bdist_wheel', 'sdist', 'build', 'install'} & set(sys.argv):
+        mode = 'copy'
+    else:
+        return
+    repo = osp.dirname(osp.abspath(__file__))
+    mim_dir = osp.join(repo, 'mmrkan', '.mim')
+    os.makedirs(mim_dir, exist_ok=True)
+    for name in MIM_FILES:
+        source, target = osp.join(repo, name), osp.join(mim_dir, name)
+        if not osp.exists(source):  # a build from an sdist, whose .mim already holds the copies
+            continue
+        if osp.islink(target) or osp.isfile(target):
+            os.remove(target)
+        elif osp.isdir(target):
+            shutil.rmtree(target)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(source, mim_dir), target)
+        elif osp.isdir(source):
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(source, target)
 
 
 def read_version() -> str:
@@ -54,6 +92,7 @@ def cmdclass() -> dict:
     return {'build_ext': BuildExtension.with_options(use_ninja=True)}
 
 
+add_mim_extension()
 setup(
     name='mmrkan',
     version=read_version(),
@@ -84,5 +123,6 @@ setup(
     },
     ext_modules=make_extensions(),
     cmdclass=cmdclass(),
+    include_package_data=True,  # mmrkan/.mim, listed in MANIFEST.in
     zip_safe=False,
 )
