@@ -138,13 +138,18 @@ def markdown_links(text: str) -> List[Tuple[int, str]]:
 
 
 def broken_links(path: str, text: str) -> List[str]:
+    """``path:line: target (why)`` for each relative link of ``text`` (the Markdown file
+    ``path``) whose file or heading does not exist."""
     broken = []
     for number, target in markdown_links(text):
         if re.match(r'^[a-z][a-z0-9+.-]*:', target):  # https:, mailto:, ...
             continue
         file_part, _, anchor = target.partition('#')
-        resolved = osp.normpath(osp.join(REPO, osp.dirname(path), file_part)) if file_part \
-            else osp.join(REPO, path)
+        if not file_part:  # a heading of this file
+            if anchor not in heading_anchors(text):
+                broken.append(f'{path}:{number}: {target} (no heading #{anchor})')
+            continue
+        resolved = osp.normpath(osp.join(REPO, osp.dirname(path), file_part))
         if not is_inside_repo(resolved) or not osp.exists(resolved):
             broken.append(f'{path}:{number}: {target} (no such file)')
         elif anchor and resolved.endswith('.md'):
