@@ -5,12 +5,13 @@ The two classifiers are identical except for the channel mixer: mmpretrain's ``V
 token, same patch embedding, attention, norms and drop path. One training step is forward,
 cross-entropy, backward and an AdamW update on random images and labels. Both models run in one
 process, their timed steps alternating, and the ratio KAT / DeiT of images per second is printed
-(and, with ``--json``, one JSON line).
+(and, with ``--json``, one JSON line, with each model's peak GPU memory). ``--fit-batch`` halves
+the batch until a step fits in GPU memory, so a large ``--batch`` can fill the chip.
 
 Examples::
 
     python benchmarks/bench_kat.py --device cpu --arch tiny --batch 8
-    python benchmarks/bench_kat.py --device cuda --arch small --batch 128 --amp bf16
+    python benchmarks/bench_kat.py --device cuda --arch small --batch 1024 --amp bf16 --fit-batch
 """
 import argparse
 import json
@@ -20,6 +21,7 @@ import torch
 from mmpretrain.models.backbones import VisionTransformer
 from torch import nn
 
+from bench_common import largest_fitting_batch, peak_memory_gib
 from mmrkan.analysis.throughput import images_per_second
 from mmrkan.models.backbones import KAT
 from mmrkan.ops.library import has_kernel
@@ -79,30 +81,45 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps per model')
     parser.add_argument('--steps', type=int, default=10, help='timed steps per model')
     parser.add_argument('--json', action='store_true', help='also print one JSON line')
-    return parser.parse_args()
+    parser.add_argument('--fit-batch', action='store_true',
+                        help='on CUDA out-of-memory, halve --batch and retry')
+    args = parser.parse_args()
+    if args.batch < 1:
+        parser.error(f'--batch={args.batch} must be >= 1')
+    return args
+
+
+def measure(args: argparse.Namespace, device: torch.device, batch: int) -> Dict[str, Dict]:
+    """Images/s and peak memory of each model's training step at ``batch``."""
+    torch.manual_seed(0)
+    steps = {
+        name: make_step(model, device, batch, args.img_size, AMP_DTYPES[args.amp])
+        for name, model in build_models(args.arch, args.img_size, args.drop_path).items()
+    }
+    rates = images_per_second(steps, batch, device, args.warmup, args.steps)
+    return dict(rates=rates, peaks=peak_memory_gib(steps, device))
 
 
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    steps = {
-        name: make_step(model, device, args.batch, args.img_size, AMP_DTYPES[args.amp])
-        for name, model in build_models(args.arch, args.img_size, args.drop_path).items()
-    }
-    rates = images_per_second(steps, args.batch, device, args.warmup, args.steps)
+    batch, measured = largest_fitting_batch(lambda b: measure(args, device, b), args.batch,
+                                            args.fit_batch)
+    rates, peaks = measured['rates'], measured['peaks']
     result = dict(
         device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
         torch=torch.__version__,
         group_rational='compiled kernel' if has_kernel(device) else 'PyTorch reference',
         arch=args.arch,
-        batch=args.batch,
+        batch=batch,
         img_size=args.img_size,
         amp=args.amp,
         deit_img_per_s=round(rates['deit'], 2),
         kat_img_per_s=round(rates['kat'], 2),
-        kat_over_deit=round(rates['kat'] / rates['deit'], 3))
-    print(f"{args.arch} batch {args.batch} {args.img_size}px amp={args.amp} on "
+        kat_over_deit=round(rates['kat'] / rates['deit'], 3),
+        deit_peak_memory_gib=peaks['deit'],
+        kat_peak_memory_gib=peaks['kat'])
+    print(f"{args.arch} batch {batch} {args.img_size}px amp={args.amp} on "
           f"{result['device']} (group-rational: {result['group_rational']}): DeiT "
           f"{result['deit_img_per_s']} img/s, KAT {result['kat_img_per_s']} img/s, KAT/DeiT "
           f"{result['kat_over_deit']}")

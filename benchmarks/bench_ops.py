@@ -4,14 +4,17 @@ For each shape it times forward and forward+backward of: our op, the plain-PyTor
 (``mmrkan.ops.reference``) and the baseline a non-KAN model would run on the same tensor (GELU for
 the group-rational activation; a depthwise 3x3 ``conv2d`` for the KAN convolution), in one run,
 and prints the ratios. On CUDA it also prints the achieved memory bandwidth (minimum bytes that
-must move) as a fraction of a measured device-to-device copy.
+must move) as a fraction of a device-to-device copy measured in the same run. Shapes: the
+group-rational activations of KAT-S and KAT-B, the KAN convolutions of RKANet-50's stage-4
+branch. ``--json`` adds one JSON line with every figure.
 
 Examples::
 
     python benchmarks/bench_ops.py --device cpu --scale 0.125 --threads 1 --clock cpu
-    python benchmarks/bench_ops.py --device cuda --dtype bf16
+    python benchmarks/bench_ops.py --device cuda --dtype bf16 --json
 """
 import argparse
+import json
 import statistics
 import time
 from typing import Callable, Dict, List, Sequence
@@ -70,8 +73,9 @@ def forward_backward(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Ten
 
 def bench_case(name: str, candidates: Dict[str, tuple], grad_out: torch.Tensor,
                bytes_fwd: int, bytes_fwd_bwd: int, device: torch.device, args,
-               copy_gbps: float) -> None:
-    """``candidates``: label -> (function, inputs that need gradients)."""
+               copy_gbps: float) -> Dict:
+    """Prints one case and returns its figures. ``candidates``: label -> (function, inputs
+    that need gradients); the labels are 'ours', 'reference' and the baseline's."""
     results = {}
     for label, (fn, inputs) in candidates.items():
         with torch.no_grad():
@@ -91,11 +95,23 @@ def bench_case(name: str, candidates: Dict[str, tuple], grad_out: torch.Tensor,
           f'fwd+bwd {ref_both / ours_both:.2f}x')
     print(f'  throughput vs {base_label}: fwd {base_fwd / ours_fwd:.2f}x, '
           f'fwd+bwd {base_both / ours_both:.2f}x (1.0 = as fast)')
+    figures = dict(
+        case=name, op=name.split()[0], baseline=base_label,
+        ms={label: dict(fwd=round(fwd, 4), fwd_bwd=round(both, 4))
+            for label, (fwd, both) in results.items()},
+        vs_reference_fwd=round(ref_fwd / ours_fwd, 3),
+        vs_reference_fwd_bwd=round(ref_both / ours_both, 3),
+        vs_baseline_fwd=round(base_fwd / ours_fwd, 3),
+        vs_baseline_fwd_bwd=round(base_both / ours_both, 3))
     if copy_gbps:
         fwd_gbps = bytes_fwd / (ours_fwd * 1e-3) / 1e9
         both_gbps = bytes_fwd_bwd / (ours_both * 1e-3) / 1e9
         print(f'  bandwidth: fwd {fwd_gbps:.0f} GB/s ({fwd_gbps / copy_gbps:.0%} of copy), '
               f'fwd+bwd {both_gbps:.0f} GB/s ({both_gbps / copy_gbps:.0%} of copy)')
+        figures.update(fwd_gbps=round(fwd_gbps), fwd_bwd_gbps=round(both_gbps),
+                       fwd_of_copy=round(fwd_gbps / copy_gbps, 3),
+                       fwd_bwd_of_copy=round(both_gbps / copy_gbps, 3))
+    return figures
 
 
 def scaled_batch(batch: int, scale: float) -> int:
@@ -115,6 +131,7 @@ def main(argv: List[str] = None) -> None:
                         'on a shared machine)')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--json', action='store_true', help='also print one JSON line')
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f'--scale={args.scale} must be > 0')
@@ -136,24 +153,28 @@ def main(argv: List[str] = None) -> None:
     def leaf(tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(device).requires_grad_()
 
-    # KAT-S second rational: tokens (B, 197, 4 * 384), 8 groups, swish init.
-    x = leaf(torch.randn(scaled_batch(128, args.scale), 197, 1536).to(dtype))
-    numerator_init, denominator_init = RATIONAL_INITS['swish']
-    numerator = leaf(torch.tensor([numerator_init]))
-    denominator = leaf(torch.tensor([denominator_init]).repeat(8, 1))
-    element = x.element_size()
-    bench_case(
-        f'group_rational {tuple(x.shape)} {args.dtype}', {
-            'ours': (group_rational, (x, numerator, denominator)),
-            'reference': (group_rational_reference, (x, numerator, denominator)),
-            'gelu': (F.gelu, (x, )),
-        },
-        torch.randn_like(x),
-        bytes_fwd=2 * x.numel() * element,
-        bytes_fwd_bwd=5 * x.numel() * element,
-        device=device,
-        args=args,
-        copy_gbps=copy_gbps)
+    cases = []
+    # The second rational of KAT-S and of KAT-B: tokens (B, 197, 4 * embed dims), 8 groups,
+    # swish init.
+    for channels in (1536, 3072):
+        x = leaf(torch.randn(scaled_batch(128, args.scale), 197, channels).to(dtype))
+        numerator_init, denominator_init = RATIONAL_INITS['swish']
+        numerator = leaf(torch.tensor([numerator_init]))
+        denominator = leaf(torch.tensor([denominator_init]).repeat(8, 1))
+        element = x.element_size()
+        cases.append(bench_case(
+            f'group_rational {tuple(x.shape)} {args.dtype}', {
+                'ours': (group_rational, (x, numerator, denominator)),
+                'reference': (group_rational_reference, (x, numerator, denominator)),
+                'gelu': (F.gelu, (x, )),
+            },
+            torch.randn_like(x),
+            bytes_fwd=2 * x.numel() * element,
+            bytes_fwd_bwd=5 * x.numel() * element,
+            device=device,
+            args=args,
+            copy_gbps=copy_gbps))
+        del x
 
     # RKANet-50 stage-4 branch: the stride-2 KAN conv on C_in / 2 and the stride-1 one on C_out.
     for batch, channels, size, stride in ((32, 512, 14, 2), (32, 2048, 7, 1)):
@@ -165,7 +186,7 @@ def main(argv: List[str] = None) -> None:
         grad_out = torch.randn(x.shape[0], channels, out_size, out_size, dtype=dtype,
                                device=device)
         in_bytes, out_bytes = x.numel() * element, grad_out.numel() * element
-        bench_case(
+        cases.append(bench_case(
             f'kan_conv2d {tuple(x.shape)} stride {stride} degree 3 {args.dtype}', {
                 'ours': (lambda *t, s=stride: kan_conv2d(*t, stride=s),
                          (x, base_weight, poly_weight)),
@@ -180,7 +201,13 @@ def main(argv: List[str] = None) -> None:
             bytes_fwd_bwd=2 * in_bytes + 2 * out_bytes + in_bytes,
             device=device,
             args=args,
-            copy_gbps=copy_gbps)
+            copy_gbps=copy_gbps))
+    if args.json:
+        print(json.dumps(dict(
+            torch=torch.__version__,
+            device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
+            dtype=args.dtype, scale=args.scale, copy_gbps=round(copy_gbps) or None,
+            cases=cases)))
 
 
 if __name__ == '__main__':
