@@ -1,18 +1,32 @@
 """Build and install mmrkan.
 
 The extension ``mmrkan._ext`` is built from ``mmrkan/ops/csrc``: the C++ (CPU) sources always,
-the CUDA sources too when CUDA is available or ``FORCE_CUDA=1``. The C++ standard is left to
-torch's cpp_extension, which knows what the installed torch headers need.
+the CUDA sources too when CUDA is available or ``FORCE_CUDA=1``. It compiles against the torch
+installed in the target environment, so install with ``pip install --no-build-isolation -e .``:
+an isolated build would compile against another torch (or none), and is refused with a clear
+message. Supported torch: ``SUPPORTED_TORCH`` (2.1 to 2.15, the tested ends being 2.1.2 and
+2.14.1). The C++ standard is left to torch's cpp_extension (C++17 before torch 2.13, C++20 from
+2.13 on, as the torch headers need); the sources are valid C++17 and C++20.
 """
 import glob
 import os
 import os.path as osp
+import re
 import shutil
 import sys
+from types import ModuleType
 
 from setuptools import find_packages, setup
 
 CSRC = osp.join('mmrkan', 'ops', 'csrc')
+# The torch versions the extension is built and tested with (lowest and highest bound inclusive
+# and exclusive); tools/setup_env.sh refuses others with the same range.
+MIN_TORCH, MAX_TORCH = (2, 1), (2, 16)
+SUPPORTED_TORCH = '>={},<{}'.format('.'.join(map(str, MIN_TORCH)), '.'.join(map(str, MAX_TORCH)))
+INSTALL_HINT = ('install torch ({supported}) into the environment first, then mmrkan with '
+                '`pip install --no-build-isolation -e .` (or `MMRKAN_USE_ACTIVE_ENV=1 bash '
+                'tools/setup_env.sh`, which also installs mmcv with its compiled ops)').format(
+                    supported=SUPPORTED_TORCH)
 
 
 # What `mim` (openmim) and mmpretrain's ModelHub look for inside an installed OpenMMLab package.
@@ -58,8 +72,28 @@ def read_version() -> str:
     return namespace['__version__']
 
 
+def import_target_torch() -> ModuleType:
+    """The environment's torch, refusing builds that would compile against another one."""
+    try:
+        import torch
+    except ImportError as error:
+        sys.exit(f'error: mmrkan compiles its extension against the torch of the environment it is '
+                 f'installed into, but this build cannot import torch ({error}); a build with '
+                 f'pip\'s default build isolation hides the installed packages. Fix: {INSTALL_HINT}.')
+    if 'pip-build-env-' in (torch.__file__ or ''):
+        sys.exit(f'error: this build would compile mmrkan\'s extension against torch '
+                 f'{torch.__version__} from pip\'s isolated build environment ({torch.__file__}), '
+                 f'not against the torch of the environment it is installed into. Fix: '
+                 f'{INSTALL_HINT}.')
+    major_minor = re.match(r'(\d+)\.(\d+)', torch.__version__)
+    if not major_minor or not MIN_TORCH <= tuple(map(int, major_minor.groups())) < MAX_TORCH:
+        sys.exit(f'error: torch {torch.__version__} is installed; mmrkan supports torch '
+                 f'{SUPPORTED_TORCH}. Nothing was installed. Fix: {INSTALL_HINT}.')
+    return torch
+
+
 def make_extensions() -> list:
-    import torch
+    torch = import_target_torch()
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     sources = sorted(glob.glob(osp.join(CSRC, '*.cpp')) + glob.glob(osp.join(CSRC, 'cpu', '*.cpp')))
@@ -102,9 +136,9 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.9',
     install_requires=[
-        # torch is not pinned here: building or using the extension with a user's own CUDA torch
-        # must work; tools/setup_env.sh installs the verified torch 2.14.1 when none is present.
-        'torch>=2.4',
+        # A range, not a pin: the extension builds against the user's own (CUDA) torch;
+        # tools/setup_env.sh installs the verified torch 2.14.1 when none is present.
+        f'torch{SUPPORTED_TORCH}',
         'torchvision',
         'mmengine==0.10.7',
         'mmcv==2.1.0',

@@ -1,4 +1,4 @@
-// CPU kernels of the group-rational activation (kan-facts.md section 1).
+// CPU kernels of the group-rational activation (docs/ops.md).
 //
 // x (..., C) is seen as `rows * g` contiguous segments of C / g channels that share one
 // group's coefficients. Segments are processed in parallel; the inner loop over a segment's

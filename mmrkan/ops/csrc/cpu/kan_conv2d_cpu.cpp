@@ -1,4 +1,4 @@
-// CPU kernels of the KAN convolution (kan-facts.md section 4).
+// CPU kernels of the KAN convolution (docs/ops.md).
 //
 // Planes (n, c) are processed in fixed chunks of a few planes. A chunk's planes are zero-padded
 // FIRST into one flat buffer (plane after plane, each (H + 2) x (W + 2)), then the basis is
@@ -14,9 +14,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <tuple>
 #include <vector>
 
@@ -49,11 +49,21 @@ struct ConvShape {
 // calling std::tanh, which took most of the kernels' time). Selections and clamps work on the
 // bit patterns: float comparisons would keep GCC from vectorising without -ffast-math.
 
-inline int32_t float_bits(float v) { return std::bit_cast<int32_t>(v); }
+// std::bit_cast is C++20; torch < 2.13 compiles extensions as C++17. A memcpy between locals
+// compiles to the same register move.
+template <typename To, typename From>
+inline To bit_cast(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast needs types of the same size");
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+inline int32_t float_bits(float v) { return bit_cast<int32_t>(v); }
 
 inline float select(bool condition, float if_true, float if_false) {
   const int32_t mask = -static_cast<int32_t>(condition);
-  return std::bit_cast<float>((mask & float_bits(if_true)) | (~mask & float_bits(if_false)));
+  return bit_cast<float>((mask & float_bits(if_true)) | (~mask & float_bits(if_false)));
 }
 
 // exp(y) for -87 <= y <= 0: y = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two so that n ln2
@@ -70,7 +80,7 @@ inline float exp_nonpositive(float y) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return p * bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
 }
 
 // tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|); below |x| = 0.55, where that form
@@ -78,21 +88,21 @@ inline float exp_nonpositive(float y) {
 // relative; NaN stays NaN.
 inline float tanh_float(float x) {
   const int32_t abs_bits = float_bits(x) & 0x7fffffff;  // for |x| >= 0, bits order like values
-  const float a = std::bit_cast<float>(std::min(abs_bits, float_bits(9.0f)));  // tanh(9) = 1f
+  const float a = bit_cast<float>(std::min(abs_bits, float_bits(9.0f)));  // tanh(9) = 1f
   const float z = a * a;
   const float polynomial =
       a + a * z * (-0.33333322f + z * (0.13332713f + z * (-0.05386651f +
                                                           z * (0.021133164f - z * 0.006364915f))));
   const float e = exp_nonpositive(-2.0f * a);
   const float magnitude = select(abs_bits < float_bits(0.55f), polynomial, (1.0f - e) / (1.0f + e));
-  const float value = std::bit_cast<float>(float_bits(magnitude) | (float_bits(x) & INT32_MIN));
+  const float value = bit_cast<float>(float_bits(magnitude) | (float_bits(x) & INT32_MIN));
   return select(abs_bits > float_bits(INFINITY), x, value);
 }
 
 // exp(-u^2); NaN stays NaN.
 inline float gaussian_float(float u) {
   const float z = u * u;
-  const float clamped = std::bit_cast<float>(std::min(float_bits(z), float_bits(87.0f)));
+  const float clamped = bit_cast<float>(std::min(float_bits(z), float_bits(87.0f)));
   return select(float_bits(z) > float_bits(INFINITY), z, exp_nonpositive(-clamped));
 }
 
