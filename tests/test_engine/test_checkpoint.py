@@ -1,5 +1,6 @@
 import os
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import CheckpointLoader, Runner
 from torch.utils.data import Dataset
 
+from mmrkan.engine import checkpoint as checkpoint_module
 from mmrkan.engine.checkpoint import CheckpointError, safe_torch_load
 
 
@@ -58,7 +60,19 @@ def runner_checkpoint(uninterrupted_run) -> str:
     return osp.join(uninterrupted_run, 'epoch_1.pth')
 
 
-def test_runner_checkpoint_loads_with_weights_only(runner_checkpoint):
+@pytest.fixture(params=['torch_allow_lists', 'restricted_unpickler'])
+def loading_path(request, monkeypatch) -> str:
+    """Both ways of loading safely: torch's weights_only allow-lists (torch >= 2.6) and the
+    restricted unpickler (torch < 2.6, also run here on a newer torch)."""
+    if request.param == 'torch_allow_lists':
+        if not checkpoint_module._TORCH_ALLOW_LISTS:
+            pytest.skip(f'torch {torch.__version__} < 2.6 has no (callable, name) allow-lists')
+    else:
+        monkeypatch.setattr(checkpoint_module, '_TORCH_ALLOW_LISTS', False)
+    return request.param
+
+
+def test_runner_checkpoint_loads_safely(runner_checkpoint, loading_path):
     checkpoint = safe_torch_load(runner_checkpoint)
     assert set(checkpoint) >= {'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers'}
     assert checkpoint['meta']['epoch'] == 1
@@ -87,13 +101,23 @@ class Payload:
         return (os.system, ('touch payload_ran',))
 
 
-def test_unlisted_global_is_refused_and_named(tmp_path, monkeypatch):
+@pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy'])
+def test_unlisted_global_is_refused_and_named(tmp_path, monkeypatch, loading_path, zip_format):
     monkeypatch.chdir(tmp_path)
     path = str(tmp_path / 'evil.pth')
-    torch.save(dict(state_dict={}, extra=Payload()), path)
-    with pytest.raises(CheckpointError, match=r'(posix|os)\.system'):
+    torch.save(dict(state_dict={}, extra=Payload()), path,
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match=r'refused: it pickles the global\(s\) (posix|os)\.system'):
         safe_torch_load(path)
     assert not (tmp_path / 'payload_ran').exists()
+
+
+def test_legacy_format_state_dict_loads(tmp_path, loading_path):
+    path = str(tmp_path / 'legacy.pth')
+    weights = torch.nn.Linear(2, 1).state_dict()
+    torch.save(dict(state_dict=weights), path, _use_new_zipfile_serialization=False)
+    for name, value in safe_torch_load(path)['state_dict'].items():
+        torch.testing.assert_close(value, weights[name], rtol=0, atol=0)
 
 
 class GetattrPayload:
@@ -103,14 +127,14 @@ class GetattrPayload:
         return (getattr, (HistoryBuffer, '__init__'))
 
 
-def test_getattr_is_only_allowed_for_history_buffer_statistics(tmp_path):
+def test_getattr_is_only_allowed_for_history_buffer_statistics(tmp_path, loading_path):
     path = str(tmp_path / 'getattr.pth')
     torch.save(dict(state_dict={}, extra=GetattrPayload()), path)
     with pytest.raises(CheckpointError, match='not allowed'):
         safe_torch_load(path)
 
 
-def test_other_pickled_class_is_refused(tmp_path):
+def test_other_pickled_class_is_refused(tmp_path, loading_path):
     import argparse
     path = str(tmp_path / 'namespace.pth')
     torch.save(dict(state_dict={}, args=argparse.Namespace(lr=1)), path)
@@ -118,16 +142,43 @@ def test_other_pickled_class_is_refused(tmp_path):
         CheckpointLoader.load_checkpoint(path)
 
 
-def test_corrupt_checkpoint_is_a_clear_error(runner_checkpoint, tmp_path):
-    truncated = tmp_path / 'truncated.pth'
+def _truncated_zip(path, runner_checkpoint):
     with open(runner_checkpoint, 'rb') as f:
-        truncated.write_bytes(f.read()[:200])
-    with pytest.raises(CheckpointError, match='corrupt or truncated'):
-        safe_torch_load(str(truncated))
-    garbage = tmp_path / 'garbage.pth'
-    garbage.write_bytes(b'not a checkpoint at all')
-    with pytest.raises(CheckpointError, match='corrupt or truncated|could not be unpickled'):
-        safe_torch_load(str(garbage))
+        path.write_bytes(f.read()[:200])
+
+
+def _text_file(path, runner_checkpoint):
+    path.write_text('experiment notes, not weights\n')
+
+
+def _empty_file(path, runner_checkpoint):
+    path.write_bytes(b'')
+
+
+def _directory(path, runner_checkpoint):
+    path.mkdir()
+
+
+def _truncated_pickle(path, runner_checkpoint):
+    torch.save(dict(state_dict={}), str(path), _use_new_zipfile_serialization=False)
+    path.write_bytes(path.read_bytes()[:20])
+
+
+@pytest.mark.parametrize('make_file, reason', [
+    (_truncated_zip, r'corrupt or truncated: RuntimeError: PytorchStreamReader'),
+    (_text_file, 'neither a zip archive nor a pickle file'),
+    (_empty_file, 'the file is empty'),
+    (_directory, 'it is a directory'),
+    (_truncated_pickle, 'corrupt or truncated'),
+])
+def test_file_that_is_not_a_checkpoint_is_a_clear_error(runner_checkpoint, tmp_path, loading_path,
+                                                        make_file, reason):
+    path = tmp_path / 'x.pth'
+    make_file(path, runner_checkpoint)
+    with pytest.raises(CheckpointError) as error:
+        safe_torch_load(str(path))
+    assert str(error.value).startswith(f'{path} is not a PyTorch checkpoint (')
+    assert re.search(reason, str(error.value)), str(error.value)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -1,8 +1,9 @@
 """torch.compile(fullgraph=True) traces a module using both ops, forward and backward."""
+import pytest
 import torch
 from torch import nn
 
-from mmrkan.ops import GroupRational, KANConv2d
+from mmrkan.ops import GroupRational, KANConv2d, library
 
 
 class TinyKanBlock(nn.Module):
@@ -18,6 +19,9 @@ class TinyKanBlock(nn.Module):
         return self.act(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) + y
 
 
+@pytest.mark.skipif(not library.SUPPORTS_COMPILE,
+                    reason=f'torch {torch.__version__} < 2.4 lacks torch.library.register_fake and '
+                    'register_autograd, which torch.compile needs to trace the ops')
 def test_compile_fullgraph_forward_and_backward(cpu_kernel):
     torch.manual_seed(0)
     module = TinyKanBlock()

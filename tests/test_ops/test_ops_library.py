@@ -35,3 +35,41 @@ def test_device_without_kernels_falls_back_to_the_reference_with_one_warning(mon
         out = kan_conv2d(x, torch.empty(9, device='meta'), torch.empty(9, 4, device='meta'),
                          stride=2)
     assert out.shape == (2, 3, 3, 4)
+
+
+def _op_inputs(op: str):
+    """float64 inputs of ``torch.ops.mmrkan.<op>_forward`` (tensors require grad) for gradcheck."""
+    generator = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    if op == 'group_rational':
+        return (randn(2, 3, 8), randn(1, 6), randn(2, 4))
+    return (randn(2, 3, 5, 4), randn(9), randn(9, 4), 2, 0)  # stride 2, chebyshev
+
+
+@pytest.mark.parametrize('op', ['group_rational', 'kan_conv2d'])
+def test_ops_are_differentiable_through_torch_ops(op, cpu_kernel):
+    """On every torch: torch.library autograd (>= 2.4) or the autograd.Function kernel (< 2.4)."""
+    forward = getattr(torch.ops.mmrkan, f'{op}_forward')
+    inputs = _op_inputs(op)
+    assert forward(*inputs).grad_fn is not None
+    assert torch.autograd.gradcheck(forward, inputs)
+
+
+@pytest.mark.parametrize('op', ['group_rational', 'kan_conv2d'])
+def test_autograd_function_of_older_torch_gives_the_same_gradients(op, cpu_kernel):
+    """The torch < 2.4 path, run on this torch too: same values and gradients as torch.ops."""
+    setup_context, backward = library._OP_AUTOGRAD[op][2:]
+    through_function = library._autograd_function(op, setup_context, backward)
+    inputs = _op_inputs(op)
+    tensors = [value for value in inputs if isinstance(value, torch.Tensor)]
+    out = through_function(*inputs)
+    expected = getattr(torch.ops.mmrkan, f'{op}_forward')(*inputs)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    grads = torch.autograd.grad(out.square().sum(), tensors)
+    expected_grads = torch.autograd.grad(expected.square().sum(), tensors)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert torch.autograd.gradcheck(through_function, inputs)
