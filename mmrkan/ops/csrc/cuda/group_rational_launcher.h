@@ -1,0 +1,129 @@
+// Host side of the group_rational CUDA kernels: dtype dispatch, vector width, launch plan,
+// launches and the two-pass coefficient reduction. Templated on the device that runs the kernels:
+// CudaDevice (kan_cuda_device.cuh) for group_rational_cuda.cu, the SIMT emulator's
+// EmulatedDevice (csrc/emulation) for the tests. The caller has checked the arguments
+// (check_group_rational_args) and set the current device.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <tuple>
+
+#include "../common/cuda/group_rational_kernel.cuh"
+#include "../kan_ops.h"
+#include "kan_launch_utils.h"
+
+namespace mmrkan {
+namespace cuda {
+
+static_assert(kNumNumerator == ::mmrkan::kNumNumerator &&
+                  kNumDenominator == ::mmrkan::kNumDenominator,
+              "the kernels' rational degrees must match kan_ops.h");
+
+inline int rational_vector_width(const at::Tensor& x, const at::Tensor& denominator,
+                                 std::initializer_list<const void*> pointers) {
+  bool aligned = true;
+  for (const void* ptr : pointers) aligned = aligned && is_aligned(ptr, kVectorBytes);
+  return rational_vector_width(x.size(-1) / denominator.size(0), x.element_size(), aligned);
+}
+
+template <typename Device, typename Kernel>
+RationalPlan plan_rational_launch(const Device& device, Kernel kernel,
+                                  const RationalLayout& layout) {
+  TORCH_CHECK((layout.columns + kWarpSize - 1) / kWarpSize <= std::numeric_limits<int32_t>::max(),
+              "group_rational: too many channels for the CUDA kernel: ", layout.channels);
+  return plan_group_rational(layout, device.sm_count(), occupancy(device, kernel));
+}
+
+template <typename scalar_t, int kVec, typename Device>
+void launch_group_rational_forward(const Device& device, const at::Tensor& x,
+                                   const at::Tensor& numerator, const at::Tensor& denominator,
+                                   at::Tensor& y) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const RationalLayout layout = make_rational_layout(
+      x.numel(), x.size(-1), denominator.size(0), numerator.size(0) == 1, kVec);
+  const auto kernel = group_rational_forward_kernel<scalar_t, opmath_t, kVec>;
+  const RationalPlan plan = plan_rational_launch(device, kernel, layout);
+  device.launch(kernel, plan.grid, plan.block, 0, x.const_data_ptr<scalar_t>(),
+                numerator.const_data_ptr<opmath_t>(), denominator.const_data_ptr<opmath_t>(),
+                y.mutable_data_ptr<scalar_t>(), layout);
+}
+
+template <typename scalar_t, int kVec, typename Device>
+void launch_group_rational_backward(const Device& device, const at::Tensor& grad_out,
+                                    const at::Tensor& x, const at::Tensor& numerator,
+                                    const at::Tensor& denominator, at::Tensor& grad_x,
+                                    at::Tensor& grad_numerator, at::Tensor& grad_denominator) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const RationalLayout layout = make_rational_layout(
+      x.numel(), x.size(-1), denominator.size(0), numerator.size(0) == 1, kVec);
+  const auto kernel = group_rational_backward_kernel<scalar_t, opmath_t, kVec>;
+  const RationalPlan plan = plan_rational_launch(device, kernel, layout);
+  at::Tensor partials =
+      at::empty({plan.num_partials, layout.columns, kNumCoeffs}, numerator.options());
+  device.launch(kernel, plan.grid, plan.block, 0, grad_out.const_data_ptr<scalar_t>(),
+                x.const_data_ptr<scalar_t>(), numerator.const_data_ptr<opmath_t>(),
+                denominator.const_data_ptr<opmath_t>(), grad_x.mutable_data_ptr<scalar_t>(),
+                partials.mutable_data_ptr<opmath_t>(), layout);
+
+  const int64_t groups = denominator.size(0);
+  const int64_t numerator_rows = numerator.size(0);
+  reduce_partials(device, partials.const_data_ptr<opmath_t>(), plan.num_partials, layout.columns,
+                  kNumCoeffs, numerator_rows, layout.columns / numerator_rows, 0, kNumNumerator,
+                  grad_numerator.mutable_data_ptr<opmath_t>());
+  reduce_partials(device, partials.const_data_ptr<opmath_t>(), plan.num_partials, layout.columns,
+                  kNumCoeffs, groups, layout.group_columns, kNumNumerator, kNumDenominator,
+                  grad_denominator.mutable_data_ptr<opmath_t>());
+}
+
+template <typename Device>
+at::Tensor group_rational_forward(const Device& device, const at::Tensor& x,
+                                  const at::Tensor& numerator, const at::Tensor& denominator) {
+  at::Tensor y = at::empty_like(x);
+  if (x.numel() == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
+                                  "group_rational_forward_cuda", [&] {
+    constexpr int kVec = kVectorBytes / sizeof(scalar_t);
+    if (rational_vector_width(x, denominator, {x.const_data_ptr(), y.const_data_ptr()}) == kVec) {
+      launch_group_rational_forward<scalar_t, kVec>(device, x, numerator, denominator, y);
+    } else {
+      launch_group_rational_forward<scalar_t, 1>(device, x, numerator, denominator, y);
+    }
+  });
+  return y;
+}
+
+template <typename Device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> group_rational_backward(
+    const Device& device, const at::Tensor& grad_out, const at::Tensor& x,
+    const at::Tensor& numerator, const at::Tensor& denominator) {
+  at::Tensor grad_x = at::empty_like(x);
+  at::Tensor grad_numerator = at::empty_like(numerator);
+  at::Tensor grad_denominator = at::empty_like(denominator);
+  if (x.numel() == 0) {
+    grad_numerator.zero_();
+    grad_denominator.zero_();
+    return {grad_x, grad_numerator, grad_denominator};
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
+                                  "group_rational_backward_cuda", [&] {
+    constexpr int kVec = kVectorBytes / sizeof(scalar_t);
+    if (rational_vector_width(x, denominator, {x.const_data_ptr(), grad_out.const_data_ptr(),
+                                               grad_x.const_data_ptr()}) == kVec) {
+      launch_group_rational_backward<scalar_t, kVec>(device, grad_out, x, numerator, denominator,
+                                                     grad_x, grad_numerator, grad_denominator);
+    } else {
+      launch_group_rational_backward<scalar_t, 1>(device, grad_out, x, numerator, denominator,
+                                                  grad_x, grad_numerator, grad_denominator);
+    }
+  });
+  return {grad_x, grad_numerator, grad_denominator};
+}
+
+}  // namespace cuda
+}  // namespace mmrkan
