@@ -64,13 +64,14 @@ prepare() {
         2> >(grep -v 'is ignored: it is neither' >&2)
     local rel="${BUNDLE#"$MMRKAN_ROOT"/}"
     cat <<MSG
-[gpu_check] On the GPU machine, from the checkout's root (device tool: run), with carry ["$rel"]:
-    PYTHONUNBUFFERED=1 bash tools/gpu_check.sh \$OUT
-  timeout_s 570 (the stages stop themselves after ${MMRKAN_GPU_CHECK_BUDGET:-450} s). It installs the
-  bundle itself with the device README's command:
+[gpu_check] Run on the GPU machine (device tool), from the checkout's root:
+    run(command="PYTHONUNBUFFERED=1 bash tools/gpu_check.sh \$OUT", carry=["$rel"], timeout_s=570)
+  The stages stop themselves after ${MMRKAN_GPU_CHECK_BUDGET:-450} s. The script installs the bundle with the
+  device README's command (into a fresh target folder, put first on PYTHONPATH):
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
         --target /tmp/mmrkan-gpu-check/site $rel/wheels/*.whl
-  Results come back as \$OUT/gpu_check.json and \$OUT/gpu_check.log.
+  Results come back as \$OUT/gpu_check.json and \$OUT/gpu_check.log; the last lines printed are
+  a table (stage, result, figure).
 MSG
 }
 
@@ -87,7 +88,7 @@ find_python312() {
 }
 
 rehearse() {
-    local out="$1" start=$SECONDS py312 scratch wheelhouse venv
+    local out="$1" start=$SECONDS py312 wheelhouse venv
     prepare >/dev/null
     py312="$(find_python312)" || die "--rehearse needs a Python 3.12 interpreter (the GPU machine's \
 version, so the bundle's cp312 wheels install as they are): set MMRKAN_REHEARSE_PYTHON"
@@ -101,8 +102,9 @@ version, so the bundle's cp312 wheels install as they are): set MMRKAN_REHEARSE_
             "${MACHINE_PACKAGES[@]}" 2> >(grep -v 'is ignored: it is neither' >&2)
         touch "$wheelhouse/.complete-$key"
     fi
-    scratch="$(mktemp -d "${TMPDIR:-/tmp}/mmrkan-rehearse.XXXXXX")"
-    trap 'rm -rf "$scratch"' EXIT
+    REHEARSAL_SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/mmrkan-rehearse.XXXXXX")"
+    trap 'rm -rf "$REHEARSAL_SCRATCH"' EXIT
+    local scratch="$REHEARSAL_SCRATCH"
     venv="$scratch/venv"
     log "stand-in of the GPU machine: $venv ($("$py312" --version))"
     "$py312" -m venv "$venv"

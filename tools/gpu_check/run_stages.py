@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-# What the check needs from the tree; the copy is where the extension is built.
-TREE_ITEMS = ('setup.py', 'pyproject.toml', 'README.md', 'mmrkan', 'configs', 'tests',
-              'benchmarks', 'tools')
+# Left out of the copy of the tree (where the extension is built): environments, bundles, build
+# outputs and data.
+TOP_LEVEL_SKIPPED = {'.git', '.venv', '.gpu_bundle', '.whl', '.gl', 'build', 'work_dirs', 'data'}
+SKIPPED_PATTERNS = ('__pycache__', '*.so', '*.egg-info', '.pytest_cache', '.mim')
 SANITIZER_FILTER = ['--kernel-name', 'kns=mmrkan']  # instrument only our kernels: much faster
+# Compiler and test-failure lines worth showing first when a stage fails.
+ERROR_LINE = re.compile(r': (fatal )?error|errors? detected|^FAILED|^E  |Error:|ERROR')
 IMPORT_CHECK = 'import mmengine, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain; print(mmcv.__version__)'
 
 
@@ -239,14 +242,13 @@ def run_command(argv: List[str], cwd: str, env: Dict[str, str], timeout: float,
 def copy_tree(work: str) -> str:
     tree = osp.join(work, 'tree')
     shutil.rmtree(tree, ignore_errors=True)
-    os.makedirs(tree)
-    ignore = shutil.ignore_patterns('__pycache__', '*.so', '*.egg-info', '.pytest_cache')
-    for item in TREE_ITEMS:
-        source = osp.join(REPO, item)
-        if osp.isdir(source):
-            shutil.copytree(source, osp.join(tree, item), ignore=ignore)
-        else:
-            shutil.copy2(source, tree)
+    patterns = shutil.ignore_patterns(*SKIPPED_PATTERNS)
+
+    def ignore(directory: str, names: List[str]) -> set:
+        skipped = set(patterns(directory, names))
+        return skipped | (TOP_LEVEL_SKIPPED & set(names) if directory == REPO else set())
+
+    shutil.copytree(REPO, tree, symlinks=True, ignore=ignore)
     return tree
 
 
@@ -325,9 +327,11 @@ def run_stage(stage: Stage, args: argparse.Namespace, results: Dict[str, str],
             except (ValueError, OSError, KeyError) as error:
                 outcome = dict(status='failed', reason=f'its figures could not be read: {error}')
         else:
+            errors = [line[:300] for line in output.splitlines() if ERROR_LINE.search(line)]
             outcome = dict(status='failed',
                            reason=f'timed out after {timeout:.0f} s' if timed_out
-                           else f'exit code {code}', output_tail=output[-1500:])
+                           else f'exit code {code}',
+                           output_tail='\n'.join(errors[:12] + ['...'] + output.splitlines()[-10:]))
     outcome['seconds'] = round(time.time() - start, 1)
     if 'cpu_stand_in' in result:
         result['cpu_stand_in'].update(outcome)
