@@ -4,12 +4,11 @@ The task follows the config's ``default_scope`` (mmdet, mmseg or mmpretrain).
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from mmrkan.apis import (ToolError, build_runner, check_data_roots, exit_on_user_error, load_config,
-                         set_work_dir)
+from mmrkan.apis import (ToolError, build_runner, check_before_run, enable_debug, exit_on_user_error,
+                         load_config, set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,11 +23,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value pairs, e.g. test_dataloader.batch_size=2')
+    parser.add_argument('--data-root', metavar='DIR',
+                        help='read the dataset from DIR: the data_root of every dataloader and the '
+                        'evaluator files under the old data root move together')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the traceback of configuration and data errors (or set MMRKAN_DEBUG=1)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.debug:
+        enable_debug()
     return args
 
 
@@ -63,19 +69,17 @@ def add_dump_metric(cfg: Config, out_file: str) -> None:
 @exit_on_user_error
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.work_dir, args.config)
 
-    if not osp.isfile(args.checkpoint):
-        raise ToolError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
     if args.out:
         add_dump_metric(cfg, args.out)
 
-    check_data_roots(cfg, ['test_dataloader'])
+    check_before_run(cfg, 'test')
     runner = build_runner(cfg)
     runner.test()
 

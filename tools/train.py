@@ -8,8 +8,8 @@ import os
 
 from mmengine.config import DictAction
 
-from mmrkan.apis import (ToolError, build_runner, check_data_roots, exit_on_user_error, load_config,
-                         set_work_dir)
+from mmrkan.apis import (ToolError, build_runner, check_before_run, enable_debug, exit_on_user_error,
+                         load_config, set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,19 +27,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value pairs, e.g. train_cfg.max_epochs=2')
+    parser.add_argument('--data-root', metavar='DIR',
+                        help='read the dataset from DIR: the data_root of every dataloader and the '
+                        'evaluator files under the old data root move together')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the traceback of configuration and data errors (or set MMRKAN_DEBUG=1)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.debug:
+        enable_debug()
     return args
 
 
 @exit_on_user_error
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.work_dir, args.config)
 
@@ -62,7 +69,7 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    check_data_roots(cfg, ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else []))
+    check_before_run(cfg, 'train')
     runner = build_runner(cfg)
     runner.train()
 

@@ -16,7 +16,10 @@ model = dict(
             depth=50,
             num_stages=4,
             out_indices=(3, ),
-            style='pytorch'),
+            style='pytorch',
+            # The authors train torchvision's ResNet, which does not zero the last norm of each
+            # residual block (mmpretrain's ResNet does by default).
+            zero_init_residual=False),
         stages=(3, ),
         reduce_factor=2,
         degrees=(3, 2),

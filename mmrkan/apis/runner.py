@@ -1,32 +1,35 @@
-"""What tools/train.py and tools/test.py share: loading a task config, checking it, building the
-Runner, and turning user errors into one clear message instead of a deep traceback."""
+"""What tools/train.py and tools/test.py share: loading a task config, checking everything
+that can be checked before the Runner's long set-up, and building the Runner."""
 import copy
-import functools
+import os
 import os.path as osp
-import sys
-from typing import Callable, Iterable, List, Optional
+from typing import Optional
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrkan.engine.checkpoint import CheckpointError
 from mmrkan.registry import TASK_SCOPES
+from .checkpoint_fit import check_checkpoint_fits, ignore_patterns
+from .config_checks import (build_model_for_checks, check_cfg_option_keys, check_data,
+                            check_pretrained_files, set_data_root)
+from .errors import ToolError
 
-DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+RUN_MODES = ('train', 'test')
 
 
-class ToolError(Exception):
-    """A problem with the user's input (config, data, checkpoint), reported without a traceback."""
-
-
-def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Load a config of one of the supported tasks, with ``--cfg-options`` merged in."""
+def load_config(path: str, cfg_options: Optional[dict] = None, data_root: Optional[str] = None) -> Config:
+    """Load a config of one of the supported tasks, moved to ``data_root`` (``--data-root``)
+    and with ``--cfg-options`` merged in last (refused if a key names a place the config does
+    not have)."""
     if not osp.isfile(path):
         raise ToolError(f'config file {path!r} does not exist')
     cfg = Config.fromfile(path)
+    if data_root is not None:
+        set_data_root(cfg, data_root)
     if cfg_options:
+        check_cfg_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope')
     if scope not in TASK_SCOPES:
@@ -53,31 +56,46 @@ def set_work_dir(cfg: Config, work_dir: Optional[str], config_path: str) -> None
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
-def _dataset_roots(dataset: ConfigDict) -> Iterable[str]:
-    """Data roots of a dataset config, looking inside wrappers (RepeatDataset, ConcatDataset...)."""
-    if 'data_root' in dataset:
-        yield dataset['data_root']
-    if 'dataset' in dataset:
-        yield from _dataset_roots(dataset['dataset'])
-    for inner in dataset.get('datasets', []):
-        yield from _dataset_roots(inner)
+def _latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` without a path resumes, as mmengine finds it."""
+    last = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(last):
+        return None
+    with open(last) as f:
+        checkpoint = f.read().strip()
+    if not osp.exists(checkpoint):
+        raise ToolError(f'--resume: {last} names {checkpoint!r}, which does not exist')
+    return checkpoint
 
 
-def check_data_roots(cfg: Config, dataloaders: Iterable[str] = DATALOADERS) -> None:
-    """Fail early, naming the setting, if a dataloader's ``data_root`` does not exist."""
-    missing: List[str] = []
-    for name in dataloaders:
-        loader = cfg.get(name)
-        if not loader:
-            continue
-        for root in _dataset_roots(loader['dataset']):
-            if root and not osp.isdir(root):
-                missing.append(f'{name}.dataset data_root={root!r}')
-    if missing:
-        raise ToolError(
-            'data not found: ' + '; '.join(missing) + '. Put the dataset there (see README.md, '
-            '"Using real data"), pass --cfg-options with the right data_root, or generate a small '
-            'one with tools/misc/generate_data.py.')
+def check_before_run(cfg: Config, mode: str) -> None:
+    """Everything the tools can check before the Runner's set-up, in one-line errors: the
+    model builds, the data of the run exists, pretrained checkpoints of the ``init_cfg`` exist
+    (training only: testing loads all weights), and the checkpoint to load, resume or test
+    fits the model."""
+    if mode not in RUN_MODES:
+        raise ValueError(f'mode={mode!r} is not supported; allowed: {RUN_MODES}')
+    patterns = ignore_patterns(cfg)
+    model = build_model_for_checks(cfg)
+    if mode == 'train':
+        with_val = cfg.get('val_cfg') is not None and cfg.get('val_dataloader') is not None
+        check_data(cfg, ['train_dataloader'] + ['val_dataloader'] * with_val, ['val_evaluator'] * with_val)
+        check_pretrained_files(cfg)
+    else:
+        check_data(cfg, ['test_dataloader'], ['test_evaluator'])
+
+    if mode == 'test':
+        checkpoint, setting = cfg.load_from, 'checkpoint'
+    elif cfg.get('resume') and cfg.get('load_from') is None:
+        checkpoint, setting = _latest_checkpoint(cfg.work_dir), '--resume'
+    else:
+        checkpoint = cfg.get('load_from')
+        setting = '--resume' if cfg.get('resume') else 'load_from'
+    if checkpoint is not None:
+        if '://' not in checkpoint and not osp.exists(osp.expanduser(checkpoint)):
+            raise ToolError(f'{setting} {checkpoint!r} does not exist (working directory {os.getcwd()})')
+        if '://' not in checkpoint:
+            check_checkpoint_fits(model, checkpoint, patterns, setting)
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -102,26 +120,3 @@ def _setup_cpu_distributed(cfg: Config) -> None:
     cfg.setdefault('model_wrapper_cfg', dict(
         type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False)))
-
-
-def exit_on_user_error(main: Callable[[], None]) -> Callable[[], None]:
-    """Run ``main``; report user errors (bad config type, missing data, bad checkpoint) in one
-    line on stderr and exit with status 2, as argparse does for bad arguments."""
-
-    @functools.wraps(main)
-    def wrapped() -> None:
-        try:
-            main()
-        except (ToolError, CheckpointError) as error:
-            message = str(error)
-        except KeyError as error:
-            message = str(error.args[0]) if error.args else ''
-            if 'registry' not in message:
-                raise
-            message = f'unknown type in the config: {message}'
-        else:
-            return
-        print(f'error: {message}', file=sys.stderr)
-        sys.exit(2)
-
-    return wrapped

@@ -41,9 +41,12 @@ class RKANBlock(BaseModule):
             (``out * g + r * (1 - g)`` with ``g = sigmoid(Conv1x1(r))``) or ``'se'``
             (``out + r * SE(r)``).
         norm_cfg: Config of the two normalisation layers.
-        init_cfg: Initialisation; None means Kaiming for the 1x1 convolutions and ones for the
-            norms, like mmdet's ResNet (the KAN convolutions initialise themselves as the
-            authors did).
+        init_cfg: Initialisation applied by ``init_weights``. None (the default) keeps the
+            authors' initialisation, which the constructor already sets and ``init_weights``
+            leaves alone: PyTorch's default ``nn.Conv2d`` init for the 1x1 convolutions
+            (kaiming-uniform with a = sqrt(5): weights U(-1/sqrt(fan_in), 1/sqrt(fan_in)), std
+            1/sqrt(3 fan_in); biases, where there are any, on the same interval), weight 1 and
+            bias 0 for the norms, and the KAN convolutions' own init (``docs/models.md``).
     """
 
     def __init__(self,
@@ -57,12 +60,6 @@ class RKANBlock(BaseModule):
                  aggregation: str = 'addition',
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        if init_cfg is None:
-            # Same as the ResNet stages the branch sits beside.
-            init_cfg = [
-                dict(type='Kaiming', layer='Conv2d'),
-                dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
-            ]
         super().__init__(init_cfg=init_cfg)
         if aggregation not in RKAN_AGGREGATIONS:
             raise ValueError(

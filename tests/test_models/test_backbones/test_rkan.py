@@ -1,5 +1,6 @@
 """RKAN: residual KAN branches plugged into OpenMMLab CNN backbones, and the RKAN configs."""
 import copy
+import math
 import os.path as osp
 
 import pytest
@@ -371,3 +372,19 @@ def test_classifier_checkpoint_initialises_the_task_backbone(task_config, tmp_pa
         f'unexpected: {sorted(set(loaded) - set(expected))[:5]}')
     for key, value in expected.items():
         assert torch.equal(loaded[key], value), key
+
+
+def test_rkanet_recipe_starts_from_the_authors_initialisation():
+    # What the Runner does before training: build the model, then model.init_weights().
+    torch.manual_seed(0)
+    model = _classifier('rkanet-50_8xb32_in1k.py')
+    model.init_weights()
+    branch = model.backbone.branches['3']
+    for conv, fan_in in ((branch.conv1, 1024), (branch.conv2, 512)):
+        # PyTorch's default conv init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)): std 1/sqrt(3 fan_in).
+        assert conv.weight.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.01)
+    # torchvision's ResNet (zero_init_residual=False): no residual block starts as the identity.
+    last_norms = [block.norm3.weight for layer in model.backbone.backbone.res_layers
+                  for block in getattr(model.backbone.backbone, layer)]
+    assert len(last_norms) == 16
+    assert all(torch.equal(weight, torch.ones_like(weight)) for weight in last_norms)

@@ -1,4 +1,6 @@
 """RKANBlock: the residual KAN branch of one stage and its aggregations."""
+import math
+
 import pytest
 import torch
 
@@ -61,13 +63,54 @@ def test_rbf_basis():
     assert block(torch.randn(2, 8, 6, 6), torch.zeros(2, 16, 6, 6)).shape == (2, 16, 6, 6)
 
 
-def test_init_weights_uses_kaiming_and_unit_norms():
-    block = RKANBlock(8, 16, 4)
-    torch.nn.init.zeros_(block.conv1.weight)
-    torch.nn.init.zeros_(block.norm2.weight)
+def _uniform_std(fan_in: int) -> float:
+    """PyTorch's default nn.Conv2d init, kaiming-uniform with a = sqrt(5): U(-b, b) with
+    b = 1/sqrt(fan_in), whose std is b/sqrt(3)."""
+    return 1 / math.sqrt(fan_in) / math.sqrt(3)
+
+
+def test_branch_convolutions_start_as_the_authors():
+    # RKANet-50's stage-4 branch: std 0.0180 (1024 -> 512) and 0.0255 (512 -> 2048).
+    torch.manual_seed(0)
+    block = RKANBlock(1024, 2048, 512, stride=2, degree=3, out_degree=2)
+    for conv, fan_in, expected in ((block.conv1, 1024, 0.0180), (block.conv2, 512, 0.0255)):
+        bound = 1 / math.sqrt(fan_in)
+        assert _uniform_std(fan_in) == pytest.approx(expected, abs=1e-4)
+        assert conv.weight.std().item() == pytest.approx(_uniform_std(fan_in), rel=0.01)
+        assert conv.weight.abs().max().item() <= bound
+        assert conv.weight.abs().max().item() > 0.999 * bound  # uniform up to the bound
+        assert conv.bias is None
+    for norm in (block.norm1, block.norm2):
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight))
+        assert torch.equal(norm.bias, torch.zeros_like(norm.bias))
+
+
+def test_branch_kan_convolutions_start_as_the_authors():
+    # Kaiming-normal base (fan-in 9): std sqrt(2/9); poly N(0, 1/sqrt(9 (D+1))); scaler 1.
+    # Few values per layer: pooled over many blocks.
+    torch.manual_seed(0)
+    blocks = [RKANBlock(4, 8, 2, degree=3, out_degree=2) for _ in range(400)]
+    pooled = {
+        name: torch.cat([dict(b.named_parameters())[name].flatten() for b in blocks])
+        for name in ('kan1.base_weight', 'kan1.poly_weight', 'kan2.base_weight', 'kan2.poly_weight')
+    }
+    expected = {'kan1.base_weight': math.sqrt(2 / 9), 'kan1.poly_weight': 1 / math.sqrt(9 * 4),
+                'kan2.base_weight': math.sqrt(2 / 9), 'kan2.poly_weight': 1 / math.sqrt(9 * 3)}
+    for name, std in expected.items():
+        assert pooled[name].std().item() == pytest.approx(std, rel=0.05), name
+        assert pooled[name].mean().item() == pytest.approx(0, abs=0.1 * std), name
+    for block in blocks[:3]:
+        assert torch.equal(block.kan1.scaler, torch.ones_like(block.kan1.scaler))
+        assert torch.equal(block.kan2.scaler, torch.ones_like(block.kan2.scaler))
+
+
+@pytest.mark.parametrize('aggregation', ['addition', 'gating'])
+def test_init_weights_keeps_the_authors_initialisation(aggregation):
+    block = RKANBlock(64, 128, 32, degree=3, out_degree=2, aggregation=aggregation)
+    before = {name: value.clone() for name, value in block.state_dict().items()}
     block.init_weights()
-    assert block.conv1.weight.abs().sum() > 0
-    assert torch.equal(block.norm2.weight, torch.ones(16))
+    for name, value in block.state_dict().items():
+        assert torch.equal(value, before[name]), name
 
 
 def test_bad_settings_name_the_setting():

@@ -1,0 +1,102 @@
+"""User errors of the tools: one ``error: ...`` line on stderr and exit status 2, as argparse
+does for bad arguments. ``--debug`` (or ``MMRKAN_DEBUG=1``) shows the traceback instead."""
+import functools
+import os
+import sys
+import traceback
+from typing import Callable, Iterator, List, Optional
+
+from mmrkan.engine.checkpoint import CheckpointError
+
+DEBUG_ENV = 'MMRKAN_DEBUG'
+
+
+class ToolError(Exception):
+    """A problem with the user's input (config, data, checkpoint), reported without a traceback."""
+
+
+def enable_debug() -> None:
+    """Show tracebacks of user errors, in this process and the processes it starts."""
+    os.environ[DEBUG_ENV] = '1'
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, '') not in ('', '0')
+
+
+def _registry_message(error: KeyError) -> Optional[str]:
+    """The message of an mmengine registry KeyError (a type that is not registered), else None."""
+    message = str(error.args[0]) if error.args else ''
+    return f'unknown type in the config: {message}' if 'registry' in message else None
+
+
+def exit_on_user_error(main: Callable[[], None]) -> Callable[[], None]:
+    """Run ``main``; report user errors (bad config, missing data, bad checkpoint) in one line
+    on stderr and exit with status 2. Other exceptions are bugs and keep their traceback."""
+
+    @functools.wraps(main)
+    def wrapped() -> None:
+        try:
+            main()
+        except (ToolError, CheckpointError, KeyError) as error:
+            # A KeyError is a user error only when the registry raised it: the analysis tools
+            # build models without the early checks of the train and test tools.
+            message = _registry_message(error) if isinstance(error, KeyError) else str(error)
+            if message is None or debug_enabled():
+                raise
+            hint = ' (--debug shows the traceback)' if error.__cause__ is not None else ''
+            print(f'error: {" ".join(message.split())}{hint}', file=sys.stderr)
+            sys.exit(2)
+
+    return wrapped
+
+
+def _exception_chain(error: BaseException) -> Iterator[BaseException]:
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def describe_exception(error: BaseException) -> str:
+    """The message of an exception raised while building from a config, in one line.
+
+    A registry ``KeyError`` becomes "unknown type ..."; an exception without a message (a bare
+    ``assert`` in a library) is described by the source line that raised it.
+    """
+    if isinstance(error, KeyError):
+        registry = _registry_message(error)
+        if registry is not None:
+            return registry
+        message = str(error.args[0]) if error.args else ''
+    else:
+        message = str(error)
+    if not message.strip():
+        innermost = list(_exception_chain(error))[-1]
+        frame = traceback.extract_tb(innermost.__traceback__)[-1]
+        message = (f'{type(error).__name__} at {frame.filename}:{frame.lineno}: '
+                   f'{(frame.line or "").strip()}')
+    return message
+
+
+def building_classes(error: BaseException) -> List[str]:
+    """Names of the classes being built when ``error`` was raised, innermost first: from the
+    ``__init__`` frames it passed and from mmengine's ``build_from_cfg`` frames (which also name
+    a class whose constructor refused its arguments, or a type not in the registry)."""
+    names = []
+    for exception in reversed(list(_exception_chain(error))):  # the innermost cause first
+        tb = exception.__traceback__
+        while tb is not None:
+            frame_locals = tb.tb_frame.f_locals
+            name = tb.tb_frame.f_code.co_name
+            if name == '__init__' and 'self' in frame_locals:
+                names.append(type(frame_locals['self']).__name__)
+            elif name == 'build_from_cfg':
+                built = frame_locals.get('obj_cls')
+                cfg = frame_locals.get('cfg')
+                built_type = cfg.get('type') if isinstance(cfg, dict) else None
+                if isinstance(built, type):
+                    names.append(built.__name__)
+                elif isinstance(built_type, str):
+                    names.append(built_type.rsplit('.', 1)[-1])
+            tb = tb.tb_next
+    return names[::-1]
