@@ -3,7 +3,7 @@ project carries its licence."""
 import os.path as osp
 import re
 import subprocess
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 
@@ -21,13 +21,13 @@ HEADING = re.compile(r'^(#{1,6})\s+(.+?)\s*#*\s*$')
 
 
 def tracked_files() -> List[str]:
-    if not osp.isdir(osp.join(REPO, '.git')) and not osp.isfile(osp.join(REPO, '.git')):
+    if not osp.exists(osp.join(REPO, '.git')):  # a directory, or a file in a git worktree
         pytest.skip('not a git checkout: the tracked files are unknown')
     out = subprocess.run(['git', 'ls-files', '-z'], cwd=REPO, check=True, capture_output=True)
     return [path for path in out.stdout.decode().split('\0') if path]
 
 
-def read_text(path: str):
+def read_text(path: str) -> Optional[str]:
     """The file's text, or None for binary files (NUL bytes or not UTF-8)."""
     with open(osp.join(REPO, path), 'rb') as f:
         data = f.read()
@@ -40,6 +40,7 @@ def read_text(path: str):
 
 
 def text_files() -> Dict[str, str]:
+    """The text of every tracked file that is not binary."""
     texts = {}
     for path in tracked_files():
         # A tracked file deleted in the working tree is not there to refer to anything.
