@@ -1,23 +1,35 @@
 """The embedded-default demo: train and evaluate small KAN models on generated data, on the CPU.
 
 For each task it generates the shapes dataset if absent (under data/), trains the task's demo
-config with mmengine's Runner (logs and checkpoints under work_dirs/demo/<task>/), evaluates it with
-the task's stock metric, saves prediction images (PNG) and prints one summary table.
+config with mmengine's Runner (checkpoints and the full log under work_dirs/demo/<task>/), evaluates
+it with the task's stock metric, saves prediction images (PNG) and prints one summary table. On
+screen each task shows one progress bar (iterations, ETA, current loss); ``--verbose`` prints
+mmengine's log instead. The demo configs are seeded: the same command on the same machine gives
+the same metrics.
 
     python tools/demo.py                 # every task
     python tools/demo.py --task det      # one task only
 """
 import argparse
+import contextlib
+import io
+import logging
 import os
 import os.path as osp
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import mmcv
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from mmrkan.testing import make_ade20k_style, make_coco_style, make_imagenet_style
 
@@ -61,8 +73,85 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--data-dir', default='data', help='where the generated datasets are (made if absent)')
     parser.add_argument('--num-images', type=int, default=8, help='prediction images to save per task')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of every task config, e.g. train_cfg.max_epochs=1')
+                        help='override settings of every task config, e.g. train_cfg.max_epochs=1 '
+                        'or randomness.seed=1')
+    parser.add_argument('--verbose', action='store_true',
+                        help="print mmengine's log on screen instead of the progress bars")
     return parser.parse_args()
+
+
+class QuietRunner(Runner):
+    """mmengine's Runner with its log going only to the work dir's log file, not to the screen."""
+
+    def build_logger(self, *args, **kwargs) -> MMLogger:
+        logger = super().build_logger(*args, **kwargs)
+        for handler in list(logger.handlers):
+            if not isinstance(handler, logging.FileHandler):  # the console handler
+                logger.removeHandler(handler)
+        return logger
+
+
+class StrayOutput(io.TextIOBase):
+    """Where stdout and stderr go while a quiet task runs: what libraries print directly
+    (pycocotools' evaluation tables, Python warnings) goes into the Runner's log file too, after
+    the lines printed before that file was opened."""
+
+    def __init__(self) -> None:
+        self._pending: List[str] = []
+        self._log_file: Optional[io.TextIOBase] = None
+
+    def attach(self, logger: MMLogger) -> None:
+        self._log_file = next(handler.stream for handler in logger.handlers
+                              if isinstance(handler, logging.FileHandler))
+        self._log_file.write(''.join(self._pending))
+        self._pending.clear()
+
+    def write(self, text: str) -> int:
+        if self._log_file is None:
+            self._pending.append(text)
+        else:
+            self._log_file.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._log_file is not None:
+            self._log_file.flush()
+
+
+class ProgressBarHook(Hook):
+    """Advances a task's progress bar on every training iteration, with the current loss, and
+    counts the evaluation batches in its status text."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, progress: Progress, bar: TaskID) -> None:
+        self.progress, self.bar = progress, bar
+        self._val_batches = 0
+
+    def before_train(self, runner: Runner) -> None:
+        self.progress.update(self.bar, total=runner.train_loop.max_iters, status='training')
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.progress.update(self.bar, advance=1, status=f"loss {float(outputs['loss']):.4f}")
+
+    def before_val_epoch(self, runner: Runner) -> None:
+        self._val_batches = len(runner.val_dataloader)
+
+    def after_val_iter(self, runner: Runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.progress.update(self.bar, status=f'evaluating {batch_idx + 1}/{self._val_batches}')
+
+
+def new_progress(console: Console) -> Progress:
+    # The bars write to the real terminal; the library output is redirected by quiet_output().
+    return Progress(TextColumn('{task.description:<4}'), BarColumn(), MofNCompleteColumn(), TextColumn('iters'),
+                    TimeElapsedColumn(), TextColumn('eta'), TimeRemainingColumn(), TextColumn('{task.fields[status]}'),
+                    console=console, redirect_stdout=False, redirect_stderr=False)
+
+
+@contextlib.contextmanager
+def quiet_output(stray: StrayOutput) -> Iterator[None]:
+    with contextlib.redirect_stdout(stray), contextlib.redirect_stderr(stray):
+        yield
 
 
 def save_predictions(runner: Runner, out_dir: str, num_images: int) -> List[str]:
@@ -88,7 +177,7 @@ def save_predictions(runner: Runner, out_dir: str, num_images: int) -> List[str]
     return saved
 
 
-def run_task(name: str, task: DemoTask, args: argparse.Namespace) -> dict:
+def run_task(name: str, task: DemoTask, args: argparse.Namespace, console: Console) -> dict:
     data_root = osp.join(args.data_dir, task.data_dir)
     if not osp.isdir(data_root):
         print(f'[demo] generating the {name} data in {data_root}', flush=True)
@@ -103,13 +192,48 @@ def run_task(name: str, task: DemoTask, args: argparse.Namespace) -> dict:
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = osp.join(args.work_dir, name)
     start = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()  # the config validates once, after the last epoch
+    if args.verbose:
+        runner, output = Runner.from_cfg(cfg), contextlib.nullcontext()
+        runner.train()  # the config validates once, after the last epoch
+    else:
+        runner, stray = train_quietly(name, cfg, console)
+        output = quiet_output(stray)
     train_minutes = (time.time() - start) / 60
     metrics = {label: runner.message_hub.get_scalar(f'val/{key}').current() for label, key in task.metrics.items()}
-    images = save_predictions(runner, osp.join(cfg.work_dir, 'predictions'), args.num_images)
+    with output:
+        images = save_predictions(runner, osp.join(cfg.work_dir, 'predictions'), args.num_images)
+    log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
     return dict(task=name, config=task.config, metrics=metrics, chance=task.chance, minutes=train_minutes,
-                images=osp.dirname(images[0]) if images else '-')
+                images=osp.dirname(images[0]) if images else '-', log=shown_path(log_file))
+
+
+def shown_path(path: str) -> str:
+    """``path`` relative to the checkout when inside it (the default work dir), else absolute."""
+    return osp.relpath(path, REPO) if path.startswith(REPO + os.sep) else path
+
+
+def train_quietly(name: str, cfg: Config, console: Console) -> Tuple[Runner, StrayOutput]:
+    """Train (and validate) with one progress bar on screen and everything else in the log file;
+    returns the Runner and where its stray output goes."""
+    stray = StrayOutput()
+    with new_progress(console) as progress:
+        bar = progress.add_task(name, total=None, status='building the model and data')
+        runner = None
+        try:
+            with quiet_output(stray):
+                runner = QuietRunner.from_cfg(cfg)
+                stray.attach(runner.logger)
+                runner.register_hook(ProgressBarHook(progress, bar))
+                runner.train()  # the config validates once, after the last epoch
+        except BaseException:
+            progress.update(bar, status='failed')
+            where = runner.log_dir if runner is not None else cfg.work_dir
+            console.print(f'[demo] {name} failed; the full log is in {shown_path(where)}', markup=False)
+            raise
+        finally:
+            stray.flush()
+        progress.update(bar, status='done')
+    return runner, stray
 
 
 def print_summary(results: List[dict]) -> None:
@@ -128,14 +252,15 @@ def print_summary(results: List[dict]) -> None:
             print(line)
     print(line)
     for result in results:
-        print(f"{result['task']}: prediction images in {result['images']}")
+        print(f"{result['task']}: prediction images in {result['images']}, log in {result['log']}")
 
 
 def main() -> None:
     args = parse_args()
     args.data_dir, args.work_dir = osp.abspath(args.data_dir), osp.abspath(args.work_dir)
     os.chdir(REPO)  # the configs' _base_ paths are relative to the checkout
-    results = [run_task(name, TASKS[name], args) for name in (args.task or TASKS)]
+    console = Console(file=sys.stdout)
+    results = [run_task(name, TASKS[name], args, console) for name in (args.task or TASKS)]
     print_summary(results)
 
 

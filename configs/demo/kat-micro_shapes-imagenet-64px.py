@@ -32,3 +32,7 @@ train_cfg = dict(by_epoch=True, max_epochs=80, val_interval=80)
 val_cfg = dict()
 test_cfg = dict()
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=80, max_keep_ckpts=1))
+# Seeded: the same command on the same machine repeats the metrics. On the CPU the seed is enough;
+# deterministic=True would make torch refuse CUDA ops that lack a deterministic kernel (e.g. the
+# backward of bilinear upsampling).
+randomness = dict(seed=0, deterministic=False)

@@ -32,3 +32,7 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=10, norm_type=2))
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=12, max_keep_ckpts=1))
+# Seeded: the same command on the same machine repeats the metrics. On the CPU the seed is enough;
+# deterministic=True would make torch refuse CUDA ops that lack a deterministic kernel (e.g. the
+# backward of bilinear upsampling).
+randomness = dict(seed=0, deterministic=False)
