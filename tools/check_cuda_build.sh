@@ -46,9 +46,10 @@ wheel_includes="$(find "$site_packages/nvidia" -mindepth 2 -maxdepth 2 -type d -
     2>/dev/null | sort | paste -sd: -)"
 export CPATH="${wheel_includes}${CPATH:+:$CPATH}"
 
-# Stamp: every input of the build.
+# Stamp: every input of the build (csrc/emulation is the CPU emulator's, not compiled here).
 stamp="$( { cat "$MMRKAN_ROOT/setup.py" "$MMRKAN_ROOT/tools/check_cuda_build.sh"
-           find "$MMRKAN_ROOT/mmrkan/ops/csrc" -type f | LC_ALL=C sort | while read -r f; do
+           find "$MMRKAN_ROOT/mmrkan/ops/csrc" -type f -not -path '*/csrc/emulation/*' \
+               | LC_ALL=C sort | while read -r f; do
                printf '%s\n' "${f#"$MMRKAN_ROOT"/}"; cat "$f"; done
            printf '%s\n' "$torch_version" "$nvcc_version" "$TORCH_CUDA_ARCH_LIST"
          } | sha256sum | cut -d' ' -f1)"

@@ -14,7 +14,7 @@ loaded first::
         .venv/bin/python -m pytest -n 0 tests/test_ops -k emulated
 
 ThreadSanitizer prints each race on stderr and makes the process exit with status 66.
-What the emulation proves and what it does not: ``docs/ops.md``.
+What the emulation proves and what it does not: the README's section on the emulated CUDA tests.
 """
 import functools
 import glob
@@ -75,7 +75,8 @@ def build_key(tsan: bool) -> str:
         digest.update(osp.relpath(path, CSRC).encode() + b'\0')
         with open(path, 'rb') as f:
             digest.update(f.read() + b'\0')
-    settings = [torch.__version__, sys.version, *_CFLAGS, *(_TSAN_FLAGS if tsan else [])]
+    # The checkout too: the build files name the sources by their absolute paths.
+    settings = [CSRC, torch.__version__, sys.version, *_CFLAGS, *(_TSAN_FLAGS if tsan else [])]
     digest.update('\0'.join(settings).encode())
     return digest.hexdigest()[:16]
 
@@ -104,13 +105,19 @@ def load() -> ModuleType:
     directory = build_dir(tsan)
     os.makedirs(directory, exist_ok=True)
     flags = _CFLAGS + (_TSAN_FLAGS if tsan else [])
-    return load_extension(
-        name='mmrkan_simt_emulation' + ('_tsan' if tsan else ''),
-        sources=[osp.join(CSRC, 'emulation', source) for source in _SOURCES],
-        extra_cflags=flags,
-        extra_ldflags=_TSAN_FLAGS if tsan else [],
-        build_directory=directory,
-        verbose=False)
+    # The compiler must not run with the sanitizer's runtime preloaded (it fails to start).
+    preload = os.environ.pop('LD_PRELOAD', None)
+    try:
+        return load_extension(
+            name='mmrkan_simt_emulation' + ('_tsan' if tsan else ''),
+            sources=[osp.join(CSRC, 'emulation', source) for source in _SOURCES],
+            extra_cflags=flags,
+            extra_ldflags=_TSAN_FLAGS if tsan else [],
+            build_directory=directory,
+            verbose=False)
+    finally:
+        if preload is not None:
+            os.environ['LD_PRELOAD'] = preload
 
 
 def _gpu(gpu: EmulatedGpu):

@@ -96,7 +96,8 @@ at::Tensor run_probe(const std::string& probe, const EmulatedGpu& gpu) {
       {"shared_memory",
        {dim3(3), dim3(kProbeThreads), kProbeThreads * sizeof(float), 3 * 2 * kProbeThreads,
         shared_memory_kernel}},
-      {"unwritten_shared", {dim3(1), dim3(kProbeThreads), 0, kProbeThreads, unwritten_shared_kernel}},
+      {"unwritten_shared",
+       {dim3(1), dim3(kProbeThreads), 0, kProbeThreads, unwritten_shared_kernel}},
       {"racy_shared", {dim3(1), dim3(kProbeThreads), 0, kProbeThreads, racy_shared_kernel}},
       {"misaligned_vector", {dim3(1), dim3(kProbeThreads), 0, kProbeThreads + 4,
                              misaligned_vector_kernel}},
@@ -104,7 +105,8 @@ at::Tensor run_probe(const std::string& probe, const EmulatedGpu& gpu) {
       {"partial_warp", {dim3(1), dim3(48), 0, 48 * 6, shuffle_kernel}},
       {"divergent_barrier", {dim3(1), dim3(kProbeThreads), 0, kProbeThreads,
                              divergent_barrier_kernel}},
-      {"large_shared", {dim3(1), dim3(kProbeThreads), 16 * 1024, kProbeThreads, large_shared_kernel}},
+      {"large_shared",
+       {dim3(1), dim3(kProbeThreads), 16 * 1024, kProbeThreads, large_shared_kernel}},
   };
   const auto found = probes.find(probe);
   if (found == probes.end()) {

@@ -127,8 +127,9 @@ struct Launch {
   // false if the launch failed.
   template <typename OnLast>
   bool arrive_and_wait(Barrier& barrier, int expected, const char* where, OnLast&& on_last) {
-    if (failed.load()) return false;
+    // Read the round before checking `failed`: fail() sets `failed`, then changes every round.
     const uint32_t round = barrier.round.load(std::memory_order_acquire);
+    if (failed.load()) return false;
     if (barrier.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == expected) {
       on_last();
       barrier.arrived.store(0, std::memory_order_relaxed);
@@ -203,9 +204,10 @@ void run_thread(Launch& launch, int linear_id) {
       launch.static_smem = context.static_smem_end - round_up(launch.dynamic_smem, 16);
     }
     // The last thread to return poisons the shared memory for the next block.
-    const bool next = launch.arrive_and_wait(launch.block_end, launch.threads, "the kernel's end", [&] {
-      std::memset(launch.smem.get(), kSharedMemoryPoison, launch.smem_limit);
-    });
+    const bool next =
+        launch.arrive_and_wait(launch.block_end, launch.threads, "the kernel's end", [&] {
+          std::memset(launch.smem.get(), kSharedMemoryPoison, launch.smem_limit);
+        });
     if (!next) break;
   }
   context = ThreadContext();

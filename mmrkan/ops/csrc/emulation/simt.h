@@ -15,7 +15,7 @@
 // a deadlock instead of hanging. The first fault aborts the launch, which throws
 // std::runtime_error naming the block and thread.
 //
-// What it proves and what it does not: docs/ops.md.
+// What it proves and what it does not: the README's section on the emulated CUDA tests.
 #pragma once
 
 #include <math.h>  // the float overloads of exp & co in the global namespace, as in CUDA

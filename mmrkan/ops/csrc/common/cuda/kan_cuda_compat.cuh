@@ -1,9 +1,10 @@
 // What the kernel headers need from the CUDA language, for nvcc and for the SIMT emulator.
 //
-// Under nvcc this adds only the two shared-memory declaration macros. With MMRKAN_SIMT_EMULATION
-// (the host C++ build of csrc/emulation) the same kernel source is compiled by the host compiler
-// against the emulator, which provides threadIdx/blockIdx/blockDim/gridDim, __syncthreads(),
-// __shfl_down_sync(), __umulhi() and per-block shared memory (see docs/ops.md).
+// Under nvcc this adds only the shared-memory declaration macros and an empty vector-access
+// check. With MMRKAN_SIMT_EMULATION (the host C++ build of csrc/emulation) the same kernel source
+// is compiled by the host compiler against the emulator, which provides threadIdx, blockIdx,
+// blockDim, gridDim, __syncthreads(), __shfl_down_sync(), __umulhi() and per-block shared memory
+// (see csrc/emulation/simt.h).
 #pragma once
 
 #ifdef MMRKAN_SIMT_EMULATION
@@ -13,7 +14,8 @@
   type(&name) extents = ::mmrkan::simt::static_shared<type extents>()
 #define MMRKAN_DYNAMIC_SMEM(type, name) type* name = ::mmrkan::simt::dynamic_shared<type>()
 // A GPU faults on a vector access through a misaligned address; the emulator checks it.
-#define MMRKAN_CHECK_VECTOR_ACCESS(ptr, bytes, what) ::mmrkan::simt::check_vector_access(ptr, bytes, what)
+#define MMRKAN_CHECK_VECTOR_ACCESS(ptr, bytes, what) \
+  ::mmrkan::simt::check_vector_access(ptr, bytes, what)
 
 #else  // nvcc
 

@@ -142,9 +142,9 @@ inline ConvGeometry make_conv_geometry(int64_t planes, int height, int width, in
   geo.tile_w = tiling.tile_w;
   geo.tile_h = tiling.tile_h;
   const bool whole_planes = geo.tile_h == geo.out_height && geo.tile_w == geo.out_width;
-  geo.tile_planes = whole_planes
-      ? static_cast<int>(std::min<int64_t>(geo.planes, kThreadsPerBlock / (geo.tile_h * geo.tile_w)))
-      : 1;
+  const int planes_per_tile = kThreadsPerBlock / (geo.tile_h * geo.tile_w);
+  geo.tile_planes = whole_planes ? static_cast<int>(std::min<int64_t>(geo.planes, planes_per_tile))
+                                 : 1;
   geo.tiles_w = tiling.tiles_w;
   geo.tiles_per_group = static_cast<int>(tiling.tiles_h * tiling.tiles_w);
   geo.plane_groups = (geo.planes + geo.tile_planes - 1) / geo.tile_planes;
