@@ -6,6 +6,7 @@ root, annotation file or image folder of a dataloader or evaluator, a missing pr
 checkpoint of an ``init_cfg``.
 """
 import copy
+import difflib
 import inspect
 import os
 import os.path as osp
@@ -35,9 +36,12 @@ RUNNER_SETTINGS = frozenset(
 BUILD_ERRORS = (ValueError, TypeError, KeyError, AssertionError, IndexError)
 
 
-def _describe(node: Any, limit: int = 12) -> str:
+def _describe(node: Any, wrong: str, limit: int = 12) -> str:
+    """The keys (or indices) of ``node``, the ones closest to ``wrong`` first."""
     keys = [str(k) for k in node] if isinstance(node, dict) else [str(i) for i in range(len(node))]
-    return ', '.join(keys[:limit]) + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
+    close = difflib.get_close_matches(wrong, keys, n=3)
+    shown = ', '.join(keys[:limit]) + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
+    return (f'did you mean {" or ".join(map(repr, close))}? ' if close else '') + f'it has: {shown}'
 
 
 def check_cfg_option_keys(cfg: Config, options: dict) -> None:
@@ -65,7 +69,7 @@ def check_cfg_option_keys(cfg: Config, options: dict) -> None:
                 break
             elif isinstance(node, (dict, list, tuple)):
                 raise ToolError(
-                    f'--cfg-options {key}: {where} has no {part!r}; it has: {_describe(node)}. '
+                    f'--cfg-options {key}: {where} has no {part!r}; {_describe(node, part)}. '
                     'A key must follow dicts that exist in the config (print it with '
                     'python -c "from mmengine import Config; print(Config.fromfile(CONFIG).pretty_text)")')
             else:

@@ -83,7 +83,8 @@ def building_classes(error: BaseException) -> List[str]:
     ``__init__`` frames it passed and from mmengine's ``build_from_cfg`` frames (which also name
     a class whose constructor refused its arguments, or a type not in the registry)."""
     names = []
-    for exception in reversed(list(_exception_chain(error))):  # the innermost cause first
+    # Causes were raised below the frames of the exceptions that chain them: outermost first.
+    for exception in _exception_chain(error):
         tb = exception.__traceback__
         while tb is not None:
             frame_locals = tb.tb_frame.f_locals
