@@ -119,7 +119,8 @@ def test_bundle_pins_are_exact_and_known_to_the_requirement_check():
 
 def stage_args(tmp_path, mode='rehearse', budget=0):
     return argparse.Namespace(mode=mode, work=str(tmp_path), tree=str(tmp_path), out=str(tmp_path),
-                              site=str(tmp_path / 'site'), budget=budget, bundle_check='')
+                              site=str(tmp_path / 'site'), budget=budget, bundle_check='',
+                              sanitizer='compute-sanitizer')
 
 
 def python_stage(name, code, **kwargs):

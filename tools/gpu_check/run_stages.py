@@ -99,11 +99,14 @@ def detector_stage(name: str, config: str) -> Stage:
 def sanitizer_stage(tool: str) -> Stage:
     return Stage(
         f'sanitizer_{tool}',
-        by_mode(['compute-sanitizer', '--tool', tool, '--error-exitcode', '86', *SANITIZER_FILTER,
+        by_mode(['{sanitizer}', '--tool', tool, '--error-exitcode', '86', *SANITIZER_FILTER,
                  *python('tools/gpu_check/kernel_calls.py', '--device', 'cuda')],
                 python('tools/gpu_check/kernel_calls.py', '--device', 'cpu')),
         limit=dict(gpu=120, rehearse=300), gpu_only=True, needs=['install', 'build_ext'],
-        figures=sanitizer_summary)
+        figures=sanitizer_summary,
+        # One cudaMalloc per tensor: inside the caching allocator's blocks, memcheck cannot see
+        # an access past a tensor's end.
+        env=dict(PYTORCH_NO_CUDA_MEMORY_CACHING='1'))
 
 
 def bench_ops_stage(dtype: str) -> Stage:
@@ -289,6 +292,10 @@ def stage_env(args: argparse.Namespace, stage: Stage) -> Dict[str, str]:
         env['CUDA_VISIBLE_DEVICES'] = ''
     env.update(stage.env)
     if stage.name == 'build_ext':
+        # torch takes the toolkit from the first nvcc on PATH, which can be a wrapper outside it
+        # (/usr/local/bin/nvcc here): then libcudart is not found at link time.
+        if 'CUDA_HOME' not in env and osp.exists('/usr/local/cuda/bin/nvcc'):
+            env['CUDA_HOME'] = '/usr/local/cuda'
         # torch's CUDA headers include those of the CUDA wheels next to torch (cuBLAS, ...).
         import torch
         site_packages = osp.dirname(osp.dirname(torch.__file__))
@@ -310,7 +317,8 @@ def run_stage(stage: Stage, args: argparse.Namespace, results: Dict[str, str],
     elif stage.name != 'install' and argv is None:
         return dict(result, status='skipped', reason=f'no {args.mode} counterpart')
     if blocked:
-        return dict(result, status='skipped', reason=f"needs {', '.join(blocked)}, which did not pass")
+        return dict(name=stage.name, status='skipped',
+                    reason=f"needs {', '.join(blocked)}, which did not pass")
     if remaining < 10:
         return dict(result, status='skipped', reason=f'out of the {args.budget} s time budget')
     timeout = min(stage.limit[args.mode], remaining)
@@ -319,7 +327,8 @@ def run_stage(stage: Stage, args: argparse.Namespace, results: Dict[str, str],
     if stage.name == 'install':
         outcome = install(args, env, recorder, timeout)
     else:
-        argv = [a.format(work=args.work, bundle_check=args.bundle_check) for a in argv]
+        argv = [a.format(work=args.work, bundle_check=args.bundle_check, sanitizer=args.sanitizer)
+                for a in argv]
         code, output, timed_out = run_command(argv, args.tree, env, timeout, recorder)
         if code == 0:
             try:
@@ -399,6 +408,7 @@ def main() -> int:
     os.makedirs(args.work, exist_ok=True)
     args.out, args.work, args.bundle = map(osp.abspath, (args.out, args.work, args.bundle))
     args.site = osp.join(args.work, 'site')
+    args.sanitizer = shutil.which('compute-sanitizer') or '/usr/local/cuda/bin/compute-sanitizer'
     args.tree = copy_tree(args.work)
     recorder = Recorder(args)
     deadline = time.time() + (args.budget or 10**9)
