@@ -234,6 +234,8 @@ def _build_backbone(cfg: dict) -> nn.Module:
     try:
         return MODELS.build(cfg)
     except KeyError as error:
+        if 'registry' not in str(error):  # a KeyError of the backbone itself, e.g. a bad depth
+            raise
         raise KeyError(
             f'backbone type {cfg["type"]!r} was not found ({error}); name a type registered in '
             'mmdet, mmseg or mmpretrain, scoped (e.g. "mmdet.ResNet") or in the default '
