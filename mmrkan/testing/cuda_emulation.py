@@ -13,7 +13,9 @@ loaded first::
     LD_PRELOAD=$(gcc -print-file-name=libtsan.so) MMRKAN_EMULATION_TSAN=1 \\
         .venv/bin/python -m pytest -n 0 tests/test_ops -k emulated
 
-ThreadSanitizer prints each race on stderr and makes the process exit with status 66.
+ThreadSanitizer prints each race on stderr and makes the process exit with status 66. Run torch
+single-threaded (the test suite does): its OpenMP threads synchronise in code the sanitizer does
+not see, which shows up as false races inside torch.
 What the emulation proves and what it does not: the README's section on the emulated CUDA tests.
 """
 import functools
