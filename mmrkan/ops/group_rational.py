@@ -1,4 +1,4 @@
-"""Group-rational activation of KAT (GR-KAN), ``docs: kan-facts.md`` section 1."""
+"""Group-rational activation of KAT (GR-KAN); maths in ``docs/ops.md``, "Group-rational activation"."""
 import torch
 from torch import nn
 

@@ -1,4 +1,4 @@
-"""Chebyshev (or RBF) KAN convolution of RKAN, ``docs: kan-facts.md`` section 4."""
+"""Chebyshev (or RBF) KAN convolution of RKAN; the maths: ``docs/ops.md``, "KAN convolution"."""
 import math
 
 import torch
