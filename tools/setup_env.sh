@@ -122,10 +122,10 @@ if [ "$mode" = pinned ]; then
     # Files of the checkout (tracked and untracked-but-not-ignored, as they are on disk now).
     file_list="$(mktemp)"
     if git -C "$MMRKAN_ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        (cd "$MMRKAN_ROOT" && git ls-files -co --exclude-standard | while read -r f; do [ -e "$f" ] && printf '%s\n' "$f"; done) >"$file_list"
+        (cd "$MMRKAN_ROOT" && git -c core.quotePath=off ls-files -co --exclude-standard | while read -r f; do [ -e "$f" ] && printf '%s\n' "$f"; done) >"$file_list"
     else
         (cd "$MMRKAN_ROOT" && find . -path ./.venv -prune -o -path ./build -prune -o -path ./work_dirs -prune \
-            -o -path ./data -prune -o -name __pycache__ -prune -o -name '*.so' -o -type f -print | sed 's|^\./||') >"$file_list"
+            -o -path ./data -prune -o -name __pycache__ -prune -o -type f ! -name '*.so' -print | sed 's|^\./||') >"$file_list"
     fi
     tar -C "$MMRKAN_ROOT" -cf - -T "$file_list" | tar -C "$source_dir" -xf -
     # Drop copies of files the checkout no longer has (build outputs stay: ninja reuses them).
@@ -171,8 +171,10 @@ if [ -n "$torch_version" ] && in_torch_range "$torch_version"; then
 else
     log "installing torch==$TORCH_PIN_VERSION torchvision==$(torchvision_for "$TORCH_PIN_VERSION")"
     pip_install "torch==$TORCH_PIN_VERSION" "torchvision==$(torchvision_for "$TORCH_PIN_VERSION")"
-    torch_version="$(installed_version torch)"
 fi
+# With the local part (2.1.2+cu121): the mmcv wheel cache is keyed by it.
+torch_version="$("$PY" -c 'import torch; print(torch.__version__)')" \
+    || die "torch $(installed_version torch) is installed in $PY but does not import (see above)"
 # Every later pip call keeps torch (and the other kept packages) as they are.
 constraints="$(mktemp)"
 echo "torch==${torch_version%%+*}" >"$constraints"

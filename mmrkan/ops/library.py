@@ -74,7 +74,6 @@ def check_tensors(op: str, **tensors: torch.Tensor) -> None:
         raise ValueError(f'{op}: all tensors must be on the same device, got {found}')
 
 
-
 def _group_rational_forward_fake(x, numerator, denominator):
     return torch.empty_like(x)
 
