@@ -57,23 +57,23 @@ def check_cfg_option_keys(cfg: Config, options: dict) -> None:
     for key in options:
         parts = key.split('.')
         node: Any = cfg._cfg_dict
-        for depth, part in enumerate(parts[:-1]):
+        for depth, part in enumerate(parts):
             where = '.'.join(parts[:depth]) or 'the config'
+            if not isinstance(node, (dict, list, tuple)):
+                raise ToolError(f'--cfg-options {key}: {where} is {node!r}, not a dict or list')
+            if depth == len(parts) - 1:
+                break  # the setting itself: new or changed
             if isinstance(node, dict) and part in node:
                 node = node[part]
             elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
-            elif depth == 0 and part in RUNNER_SETTINGS:
+            elif (depth == 0 and part in RUNNER_SETTINGS) or (isinstance(node, dict) and 'type' in node):
                 break
-            elif isinstance(node, dict) and 'type' in node:
-                break
-            elif isinstance(node, (dict, list, tuple)):
+            else:
                 raise ToolError(
                     f'--cfg-options {key}: {where} has no {part!r}; {_describe(node, part)}. '
                     'A key must follow dicts that exist in the config (print it with '
                     'python -c "from mmengine import Config; print(Config.fromfile(CONFIG).pretty_text)")')
-            else:
-                raise ToolError(f'--cfg-options {key}: {where} is {node!r}, not a dict or list')
 
 
 def _datasets(dataset: Any, path: str) -> Iterator[Tuple[str, dict]]:
