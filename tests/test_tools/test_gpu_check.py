@@ -19,7 +19,8 @@ GPU_CHECK = osp.join(REPO, 'tools', 'gpu_check')
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(f'gpu_check_{name}', osp.join(GPU_CHECK, f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(f'gpu_check_{name}',
+                                                  osp.join(GPU_CHECK, f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while building a class
     spec.loader.exec_module(module)

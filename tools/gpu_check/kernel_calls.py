@@ -18,8 +18,8 @@ TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 2e-2, torc
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    want = want.double()
-    return float((got.double() - want).norm() / want.norm().clamp_min(1e-30))
+    got, want = got.detach().double(), want.detach().double()
+    return float((got - want).norm() / want.norm().clamp_min(1e-30))
 
 
 def check(name: str, outputs: Sequence[torch.Tensor], references: Sequence[torch.Tensor],
@@ -33,17 +33,22 @@ def check(name: str, outputs: Sequence[torch.Tensor], references: Sequence[torch
     return failures
 
 
+def coefficient_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The ops' compute dtype, which their coefficients (and coefficient gradients) have."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def leaves(*tensors: torch.Tensor) -> List[torch.Tensor]:
     return [t.detach().clone().requires_grad_() for t in tensors]
 
 
 def run_group_rational(device: torch.device, dtype: torch.dtype) -> List[str]:
-    failures = []
+    failures, weights = [], coefficient_dtype(dtype)
     # 7 x 5 rows of 40 channels in 4 groups: no size is a multiple of a block or vector width.
     for numerator_rows in (1, 4):
         x = torch.randn(7, 5, 40, device=device).to(dtype)
-        numerator = torch.randn(numerator_rows, 6, device=device) * 0.5
-        denominator = torch.randn(4, 4, device=device) * 0.5
+        numerator = torch.randn(numerator_rows, 6, device=device, dtype=weights) / 2
+        denominator = torch.randn(4, 4, device=device, dtype=weights) / 2
         grad_out = torch.randn_like(x)
         ours = leaves(x, numerator, denominator)
         ref = leaves(x.double(), numerator.double(), denominator.double())
@@ -57,12 +62,12 @@ def run_group_rational(device: torch.device, dtype: torch.dtype) -> List[str]:
 
 
 def run_kan_conv2d(device: torch.device, dtype: torch.dtype) -> List[str]:
-    failures = []
+    failures, weights = [], coefficient_dtype(dtype)
     for stride in (1, 2):
         for basis, num_functions in (('chebyshev', 4), ('rbf', 5)):
             x = torch.randn(2, 3, 9, 7, device=device).to(dtype)
-            base_weight = torch.randn(9, device=device) * (2 / 9)**0.5
-            poly_weight = torch.randn(9, num_functions, device=device) / 6
+            base_weight = torch.randn(9, device=device, dtype=weights) * (2 / 9)**0.5
+            poly_weight = torch.randn(9, num_functions, device=device, dtype=weights) / 6
             out_size = ((9 - 1) // stride + 1, (7 - 1) // stride + 1)
             grad_out = torch.randn(2, 3, *out_size, device=device).to(dtype)
             ours = leaves(x, base_weight, poly_weight)

@@ -161,7 +161,8 @@ STAGES = [
                               'image_size=(int(sys.argv[2]), int(sys.argv[2])))',
                               '{work}/coco', '512' if args.mode == 'gpu' else '128'),
           limit=dict(gpu=60, rehearse=120), needs=['install']),
-    detector_stage('maskrcnn_katdet_small', 'configs/katdet/mask-rcnn_katdet-small_simplefpn_3x_coco.py'),
+    detector_stage('maskrcnn_katdet_small',
+                   'configs/katdet/mask-rcnn_katdet-small_simplefpn_3x_coco.py'),
     detector_stage('maskrcnn_rkanet50', 'configs/rkan/mask-rcnn_rkanet-50_fpn_1x_coco.py'),
     # The GPU machine resolves nothing: the rehearsal checks the bundle for it.
     Stage('bundle_resolves_cp312', by_mode(None, ['bash', '-c', '{bundle_check}']),

@@ -8,7 +8,8 @@ loss, the iterations the loss scaler skipped, peak GPU memory, and whether the r
 finite, the mean of the last quarter below the mean of the first quarter (required with
 ``--require-falling``), no skipped step after the first quarter.
 
-    python tools/gpu_check/train_detector.py configs/katdet/mask-rcnn_katdet-small_simplefpn_3x_coco.py \
+    python tools/gpu_check/train_detector.py \
+        configs/katdet/mask-rcnn_katdet-small_simplefpn_3x_coco.py \
         --data-root /tmp/coco --device cuda --iters 40 --json result.json
 """
 import argparse
