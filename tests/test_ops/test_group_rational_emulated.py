@@ -14,8 +14,9 @@ GPUS = pytest.mark.parametrize('gpu', emu.GPUS, ids=lambda gpu: gpu.name)
 GROUPS = 2
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,
           'fp64': torch.float64}
-# Coefficient gradients are fp32 sums of fp16/bf16-rounded terms in another order than autograd's.
-GRAD_TOLERANCES = {torch.float32: dict(rtol=1e-5, atol=1e-5),
+# Coefficient gradients are fp32 sums of thousands of (fp16/bf16-rounded) terms, in another order
+# than autograd's.
+GRAD_TOLERANCES = {torch.float32: dict(rtol=1e-4, atol=1e-4),
                    torch.float16: dict(rtol=1e-3, atol=1e-3),
                    torch.bfloat16: dict(rtol=1e-2, atol=1e-2),
                    torch.float64: dict(rtol=1e-12, atol=1e-12)}
