@@ -136,7 +136,7 @@ def group_rational_forward(x: torch.Tensor, numerator: torch.Tensor, denominator
 def group_rational_backward(grad_out: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor,
                             denominator: torch.Tensor,
                             gpu: EmulatedGpu) -> Tuple[torch.Tensor, ...]:
-    """``(grad_x, grad_numerator, grad_denominator)`` by the CUDA kernels on the emulated ``gpu``."""
+    """``(grad_x, grad_numerator, grad_denominator)`` by the CUDA kernels on emulated ``gpu``."""
     return load().group_rational_backward(_gpu(gpu), grad_out, x, numerator, denominator)
 
 
@@ -149,7 +149,7 @@ def kan_conv2d_forward(x: torch.Tensor, base_weight: torch.Tensor, poly_weight: 
 def kan_conv2d_backward(grad_out: torch.Tensor, x: torch.Tensor, base_weight: torch.Tensor,
                         poly_weight: torch.Tensor, stride: int, basis: int,
                         gpu: EmulatedGpu) -> Tuple[torch.Tensor, ...]:
-    """``(grad_x, grad_base_weight, grad_poly_weight)`` by the CUDA kernels on the emulated ``gpu``."""
+    """``(grad_x, grad_base_weight, grad_poly_weight)`` by the CUDA kernels on emulated ``gpu``."""
     return load().kan_conv2d_backward(_gpu(gpu), grad_out, x, base_weight, poly_weight, stride,
                                       basis)
 
