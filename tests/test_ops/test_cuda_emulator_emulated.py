@@ -15,7 +15,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(emu.CSRC)))
 def test_emulated_shuffle_down_and_warp_sum():
     out = emu.run_probe('shuffle').view(64, 6)
     for t in range(64):
-        lane, warp_first = t % 32, t - t % 32
+        lane = t % 32
         for i, delta in enumerate((16, 8, 4, 2, 1)):
             # Lanes past the end of the warp keep their own value.
             expected = t + delta if lane + delta < 32 else t
