@@ -359,9 +359,9 @@ def headline(result: Dict) -> str:
     if name == 'op_tests':
         return ', '.join(f'{n} {k}' for k, n in figures.items())
     if name.startswith('bench_ops'):
-        cases = figures.get('cases', [])
-        return '; '.join(f"{c['op']} fwd {c['vs_baseline_fwd']:.2f}x/{c['baseline']}"
-                         for c in cases[:2]) + (f", copy {figures['copy_gbps']:.0f} GB/s"
+        first_of_each_op = {c['op']: c for c in reversed(figures.get('cases', []))}.values()
+        return '; '.join(f"{c['op']} fwd+bwd {c['vs_baseline_fwd_bwd']:.2f}x {c['baseline']}"
+                         for c in reversed(list(first_of_each_op))) + (f", copy {figures['copy_gbps']:.0f} GB/s"
                                                 if figures.get('copy_gbps') else '')
     if name.startswith('train_kat'):
         return f"KAT/DeiT {figures.get('kat_over_deit')} (batch {figures.get('batch')})"
