@@ -77,6 +77,9 @@ def assert_standard_onnx(path: str) -> None:
 
 
 # ------------------------------------------------------------------------------ the decomposition
+EXPORTING_SEEN = []  # is_exporting() in each forward (not a module attribute: export copies it)
+
+
 class _KANOps(nn.Module):
     """Both KAN ops (Chebyshev and RBF convolutions, a group-rational activation), recording
     whether they saw an export."""
@@ -89,10 +92,9 @@ class _KANOps(nn.Module):
         with torch.no_grad():  # away from the init, so every coefficient matters
             self.rational.weight_denominator.add_(0.1 * torch.randn(2, 4))
             self.rbf_conv.base_bias.fill_(0.25)
-        self.exporting_seen = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.exporting_seen.append(is_exporting())
+        EXPORTING_SEEN.append(is_exporting())
         y = self.rbf_conv(self.conv(x))
         return self.rational(y.permute(0, 2, 3, 1))
 
@@ -100,15 +102,16 @@ class _KANOps(nn.Module):
 @pytest.mark.parametrize('dynamo', EXPORTERS)
 def test_kan_ops_export_as_standard_onnx_ops(tmp_path, dynamo):
     torch.manual_seed(0)
+    EXPORTING_SEEN.clear()
     module = _KANOps().eval()
     x = torch.randn(2, 4, 9, 7)
     with torch.no_grad():
         expected = module(x)  # the compiled kernels where they are built
-    assert module.exporting_seen == [False]
+    assert EXPORTING_SEEN == [False]
     path = str(tmp_path / 'kan_ops.onnx')
     options = dict(external_data=False) if dynamo else {}
     torch.onnx.export(module, (x, ), path, dynamo=dynamo, input_names=['x'], **options)
-    assert True in module.exporting_seen[1:]
+    assert True in EXPORTING_SEEN[1:]
     assert_standard_onnx(path)
     got, = onnxruntime_outputs(path, x)
     np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-5)
@@ -175,9 +178,12 @@ def test_rkan_classifier(capsys, tmp_path, dynamo):
     assert logits.shape == (1, 1000)
 
 
+@needs_onnxscript
 def test_kat_upernet(capsys, tmp_path):
+    """With the dynamo exporter: the TorchScript one fails in mmseg's pyramid pooling (see the
+    README, "Export to ONNX")."""
     out_file = str(tmp_path / 'upernet.onnx')
-    status, out, err = run_tool(capsys, KAT_SEG, '--shape', 64, 96, '--out', out_file)
+    status, out, err = run_tool(capsys, KAT_SEG, '--shape', 64, 96, '--out', out_file, '--dynamo')
     assert status == 0, err[-3000:]
     assert printed_difference(out) <= 1e-4
     seg_logits, = onnxruntime_outputs(out_file, torch.randn(1, 3, 64, 96))
