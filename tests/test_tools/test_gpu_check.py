@@ -178,10 +178,10 @@ def test_stage_is_skipped_when_the_budget_is_spent(tmp_path):
     assert result['status'] == 'skipped' and 'time budget' in result['reason']
 
 
-def test_every_stage_has_a_gpu_command_and_limits():
+def test_every_stage_has_a_gpu_command_and_limits(tmp_path):
     names = [stage.name for stage in run_stages.STAGES]
     assert len(set(names)) == len(names)
-    gpu = stage_args('/tmp', mode='gpu')
+    gpu = stage_args(tmp_path, mode='gpu')
     for stage in run_stages.STAGES:
         assert set(stage.limit) == {'gpu', 'rehearse'}, stage.name
         assert set(stage.needs) <= set(names[:names.index(stage.name)]), stage.name

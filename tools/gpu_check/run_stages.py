@@ -306,6 +306,14 @@ def stage_env(args: argparse.Namespace, stage: Stage) -> Dict[str, str]:
     return env
 
 
+def fill_placeholders(argument: str, args: argparse.Namespace) -> str:
+    """``{work}``, ``{bundle_check}`` and ``{sanitizer}`` in a stage's argument (other braces,
+    e.g. in inline Python, are left alone)."""
+    for key in ('work', 'bundle_check', 'sanitizer'):
+        argument = argument.replace('{' + key + '}', getattr(args, key))
+    return argument
+
+
 def run_stage(stage: Stage, args: argparse.Namespace, results: Dict[str, str],
               recorder: Recorder, deadline: float) -> Dict:
     result = dict(name=stage.name)
@@ -328,8 +336,7 @@ def run_stage(stage: Stage, args: argparse.Namespace, results: Dict[str, str],
     if stage.name == 'install':
         outcome = install(args, env, recorder, timeout)
     else:
-        argv = [a.format(work=args.work, bundle_check=args.bundle_check, sanitizer=args.sanitizer)
-                for a in argv]
+        argv = [fill_placeholders(a, args) for a in argv]
         code, output, timed_out = run_command(argv, args.tree, env, timeout, recorder)
         if code == 0:
             try:
