@@ -129,6 +129,7 @@ def cmdclass() -> dict:
 add_mim_extension()
 setup(
     name='mmrkan',
+    license='Apache-2.0',
     version=read_version(),
     description='Kolmogorov-Arnold Network backbones (RKAN, KAT) for OpenMMLab 2.x',
     long_description=open('README.md').read() if osp.exists('README.md') else '',
@@ -153,7 +154,8 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        'tests': ['pytest', 'pytest-xdist', 'timm', 'tensorboard'],
+        # onnx, onnxruntime, onnxscript: tools/deployment/pytorch2onnx.py (onnxscript for --dynamo)
+        'tests': ['pytest', 'pytest-xdist', 'timm', 'tensorboard', 'onnx', 'onnxruntime', 'onnxscript'],
     },
     ext_modules=make_extensions(),
     cmdclass=cmdclass(),
