@@ -30,10 +30,6 @@ MMCV_VERSION="2.1.0"
 MMENGINE_PIN="mmengine==0.10.7"
 CACHE_DIR="${MMRKAN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmrkan}"
 
-# Builds without debug information: Python's own CFLAGS carry -g, which nearly doubles the compile
-# time of every file that includes torch's headers (mmcv's 83, mmrkan's 4) and bloats the wheels.
-export CFLAGS="${CFLAGS:+$CFLAGS }-g0"
-
 log() { printf '[mmrkan setup] %s\n' "$*" >&2; }
 die() { printf '[mmrkan setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -94,6 +90,11 @@ case "$mode" in
         [ -x "$PY" ] || create_venv "$env_dir"
         ;;
 esac
+
+# Builds without debug information: Python's CFLAGS carry -g, which nearly doubles the compile time
+# of every file that includes torch's headers (mmcv has 83) and bloats the wheels. A CFLAGS in the
+# environment replaces Python's (setuptools 81 does), so they are spelled out here, -O3 included.
+export CFLAGS="${CFLAGS:-$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("CFLAGS") or "")')} -g0"
 
 # pip -q still warns about every empty local index folder of this machine's pip config: drop those lines.
 pip_install() {
