@@ -44,6 +44,47 @@ def _describe(node: Any, wrong: str, limit: int = 12) -> str:
     return (f'did you mean {" or ".join(map(repr, close))}? ' if close else '') + f'it has: {shown}'
 
 
+# Registries whose classes the Runner builds from the config outside ``model`` (which the early
+# model build checks), searched in this order for the ``type`` of a dict given a new key.
+OUTSIDE_MODEL_REGISTRIES = ('LOOPS', 'HOOKS', 'OPTIM_WRAPPERS', 'OPTIMIZERS', 'PARAM_SCHEDULERS',
+                            'DATASETS', 'TRANSFORMS', 'DATA_SAMPLERS', 'METRICS', 'EVALUATOR',
+                            'VISUALIZERS', 'VISBACKENDS', 'LOG_PROCESSORS')
+# Keys that mmengine's builders take out of such a dict before calling its class.
+BUILDER_KEYS = frozenset({'type', '_scope_', 'priority', 'convert_to_iter_based', 'constructor',
+                          'paramwise_cfg'})
+
+
+def _registered(type_name: Any, scope: Any) -> Any:
+    """The class (or function) registered as ``type_name`` in the scope, or None."""
+    if not isinstance(type_name, str):
+        return type_name if callable(type_name) else None
+    import mmengine.registry as registries
+    for name in OUTSIDE_MODEL_REGISTRIES:
+        with getattr(registries, name).switch_scope_and_registry(scope) as registry:
+            found = registry.get(type_name)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_new_argument(cfg: Config, key: str, where: str, node: dict, argument: str) -> None:
+    """Refuse a new key of a typed dict (``train_cfg.max_epoch``) that its class does not take:
+    otherwise the Runner fails on it only when it builds that part, long after the start."""
+    if 'type' not in node or argument in BUILDER_KEYS:
+        return
+    target = _registered(node['type'], cfg.get('default_scope'))
+    try:
+        parameters = inspect.signature(target).parameters if target is not None else None
+    except (TypeError, ValueError):
+        parameters = None
+    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return  # an unknown class, or one that takes any keyword: nothing to check against
+    names = [name for name in parameters if name != 'self']
+    if argument not in names:
+        raise ToolError(f'--cfg-options {key}: {where} is a {node["type"]}, which takes no '
+                        f'{argument!r}; {_describe(dict.fromkeys(names), argument)}')
+
+
 def check_cfg_option_keys(cfg: Config, options: dict) -> None:
     """Refuse a ``--cfg-options`` key that names a place the config does not have.
 
@@ -62,6 +103,8 @@ def check_cfg_option_keys(cfg: Config, options: dict) -> None:
             if not isinstance(node, (dict, list, tuple)):
                 raise ToolError(f'--cfg-options {key}: {where} is {node!r}, not a dict or list')
             if depth == len(parts) - 1:
+                if isinstance(node, dict) and part not in node and parts[0] != 'model':
+                    _check_new_argument(cfg, key, where, node, part)
                 break  # the setting itself: new or changed
             if isinstance(node, dict) and part in node:
                 node = node[part]

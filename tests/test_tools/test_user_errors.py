@@ -111,6 +111,8 @@ def test_unknown_cfg_options_key_ends_in_one_line(tmp_path):
     ('default_hooks.checkpont.interval', ["default_hooks has no 'checkpont'", "did you mean 'checkpoint'"]),
     ('param_scheduler.5.end', ["param_scheduler has no '5'", 'it has: 0, 1']),
     ('train_cfg.max_epochs.x', ['train_cfg.max_epochs is', 'not a dict or list']),
+    ('train_cfg.max_epoch', ['train_cfg is a EpochBasedTrainLoop, which takes no', "did you mean 'max_epochs'"]),
+    ('val_cfg.fp61', ['val_cfg is a ValLoop, which takes no', "did you mean 'fp16'"]),
 ])
 def test_unknown_cfg_options_key(option, fragments):
     with pytest.raises(ToolError) as error:
@@ -269,6 +271,7 @@ def test_data_root_refuses_several_datasets(tmp_path):
 def test_cfg_options_may_add_settings_and_runner_keys():
     assert 'model_wrapper_cfg' not in Config.fromfile(DET_CONFIG)
     cfg = load_config(DET_CONFIG, {'train_cfg.val_begin': 2, 'model_wrapper_cfg.type': 'MMDistributedDataParallel',
+                                   'default_hooks.checkpoint.anything': 1,  # CheckpointHook takes **kwargs
                                    'model.backbone.init_cfg.type': 'Pretrained', 'param_scheduler.0.end': 3})
     assert cfg.train_cfg.val_begin == 2 and cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
     assert cfg.model.backbone.init_cfg.type == 'Pretrained' and cfg.param_scheduler[0].end == 3
