@@ -1,7 +1,9 @@
 """model-index.yml and the metafiles: one entry per config, named after it, honest about results;
 the classifiers found by name through mmpretrain's ModelHub; ``mim search`` lists them."""
 import glob
+import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -109,11 +111,65 @@ def test_get_model_and_inference_model_run_a_kat_by_name():
     assert 0 <= result['pred_label'] < 1000 and 0 < result['pred_score'] <= 1
 
 
-@pytest.mark.skipif(shutil.which('mim', path=osp.dirname(sys.executable)) is None,
-                    reason='openmim is not installed')
-def test_mim_search_lists_our_models(entries):
-    mim = shutil.which('mim', path=osp.dirname(sys.executable))
-    result = subprocess.run([mim, 'search', 'mmrkan'], capture_output=True, text=True, timeout=300)
+MIM = shutil.which('mim', path=osp.dirname(sys.executable))
+needs_mim = pytest.mark.skipif(MIM is None, reason='openmim is not installed (tools/setup_env.sh installs it)')
+
+
+@pytest.fixture(scope='module')
+def regular_install(tmp_path_factory) -> dict:
+    """The environment of a regular (non-editable) install of this checkout, for mim.
+
+    mim finds a package at ``<distribution location>/mmrkan``: an editable install's location
+    is site-packages, which holds no mmrkan. So the package is laid out here as a wheel lays it
+    out: a copy of ``mmrkan/`` (its built extension included, and ``.mim`` with real copies of
+    configs, tools and model-index.yml where the checkout has symlinks) beside a dist-info, first
+    on PYTHONPATH. Copying instead of ``pip install .`` saves compiling the extension again.
+    """
+    from importlib import metadata
+
+    site = tmp_path_factory.mktemp('site')
+    package = osp.dirname(osp.abspath(mmrkan.__file__))
+    assert osp.isdir(osp.join(package, '.mim')), 'mmrkan/.mim is made by setup.py: reinstall mmrkan'
+    shutil.copytree(package, site / 'mmrkan', ignore=shutil.ignore_patterns('__pycache__'))
+    version = metadata.version('mmrkan')
+    dist_info = site / f'mmrkan-{version}.dist-info'
+    dist_info.mkdir()
+    (dist_info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: mmrkan\nVersion: {version}\n')
+    (dist_info / 'top_level.txt').write_text('mmrkan\n')
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get('PYTHONPATH')])))
+
+
+def run_mim(env: dict, *args: str, cwd: str) -> subprocess.CompletedProcess:
+    return subprocess.run([MIM, *args], capture_output=True, text=True, timeout=900, env=env, cwd=cwd)
+
+
+@needs_mim
+def test_mim_search_lists_our_models(entries, regular_install, tmp_path):
+    result = run_mim(regular_install, 'search', 'mmrkan', cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     for name in entries:
         assert name in result.stdout, f'{name} missing from `mim search mmrkan`'
+
+
+@needs_mim
+def test_mim_trains_and_tests_a_demo_config_found_by_name(regular_install, shapes_imagenet, tmp_path):
+    """``mim train mmrkan <config file name>`` finds the config and tools/train.py in the installed
+    package (the working directory has neither) and trains; ``mim test`` evaluates the checkpoint."""
+    work_dir = tmp_path / 'work'
+    config = 'kat-micro_shapes-imagenet-64px.py'
+    short = ['--cfg-options', 'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
+             'default_hooks.logger.interval=1']
+    trained = run_mim(regular_install, 'train', 'mmrkan', config, '--gpus', '0', '--work-dir', str(work_dir),
+                      '--data-root', shapes_imagenet, *short, cwd=str(tmp_path))
+    assert trained.returncode == 0, (trained.stdout[-2000:], trained.stderr[-3000:])
+    site = regular_install['PYTHONPATH'].split(os.pathsep)[0]
+    installed_config = osp.join(site, 'mmrkan', '.mim', 'configs', 'demo', config)
+    assert f'Training command is {sys.executable} ' in trained.stdout
+    assert installed_config in trained.stdout, trained.stdout[-2000:]
+    checkpoint = work_dir / 'epoch_2.pth'
+    assert checkpoint.is_file(), sorted(p.name for p in work_dir.iterdir())
+    tested = run_mim(regular_install, 'test', 'mmrkan', config, '--checkpoint', str(checkpoint), '--gpus', '0',
+                     '--work-dir', str(tmp_path / 'test'), '--data-root', shapes_imagenet, cwd=str(tmp_path))
+    assert tested.returncode == 0, (tested.stdout[-2000:], tested.stderr[-3000:])
+    assert re.search(r'accuracy/top1: \d', tested.stdout + tested.stderr), tested.stdout[-2000:]
+

@@ -259,6 +259,14 @@ target="$source_dir"
 log "installing mmrkan (editable, from $source_dir) and the dependencies it is missing"
 pip_install -c "$constraints" --no-build-isolation -e "$target"
 
+# openmim for the mim tests (venv only), without what it declares: its opendatalab -> openxlab
+# dependency pins old setuptools, rich and requests. These are all its commands import.
+if [ "$mode" = venv ] && [ -z "$(installed_version openmim)" ]; then
+    log "installing openmim 0.3.9 (--no-deps) and the packages its commands import"
+    pip_install -c "$constraints" --no-deps "openmim==0.3.9"
+    pip_install -c "$constraints" click colorama model-index pandas requests tabulate
+fi
+
 (cd "$source_dir" && "$PY" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmrkan._ext') \
     || die "the installed environment does not import (mmcv.ops, mmdet, mmseg, mmpretrain, mmrkan._ext)"
 echo "$stamp" >"$stamp_file"

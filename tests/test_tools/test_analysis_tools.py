@@ -5,17 +5,14 @@ line, without paying the imports again for every call. One call runs as a real p
 """
 import os.path as osp
 import re
-import runpy
-import subprocess
-import sys
 from typing import Tuple
-from unittest import mock
 
 import pytest
 import torch
 from mmengine.config import Config
 
 from mmrkan.analysis import build_task_model, model_complexity
+from mmrkan.testing.tools import run_python, run_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools', 'analysis_tools')
@@ -27,16 +24,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 def run_tool(capsys, tool: str, *args: str) -> Tuple[int, str, str]:
     """Run ``tools/analysis_tools/<tool>.py args``; returns (exit status, stdout, stderr)."""
-    path = osp.join(TOOLS, f'{tool}.py')
-    capsys.readouterr()
-    with mock.patch.object(sys, 'argv', [path, *map(str, args)]):
-        try:
-            runpy.run_path(path, run_name='__main__')
-            status = 0
-        except SystemExit as exit_:
-            status = exit_.code or 0
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_script(capsys, osp.join(TOOLS, f'{tool}.py'), *args)
 
 
 def expect_user_error(result: Tuple[int, str, str], *fragments: str) -> None:
@@ -111,8 +99,7 @@ def test_get_flops_errors(capsys, tmp_path):
 
 
 def test_unknown_option_exits_2_from_the_command_line():
-    result = subprocess.run([sys.executable, osp.join(TOOLS, 'benchmark.py'), KAT_CLS, '--bogus'],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = run_python(osp.join(TOOLS, 'benchmark.py'), KAT_CLS, '--bogus', cwd=REPO, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'unrecognized arguments: --bogus' in result.stderr
 

@@ -7,8 +7,6 @@ does; onnxruntime runs every exported file against PyTorch.
 import importlib.util
 import os.path as osp
 import re
-import runpy
-import sys
 from typing import Tuple
 from unittest import mock
 
@@ -22,6 +20,7 @@ from torch import nn
 from mmrkan.analysis import build_task_model
 from mmrkan.ops import GroupRational, KANConv2d
 from mmrkan.ops.export import is_exporting
+from mmrkan.testing.tools import run_script
 
 onnx = pytest.importorskip('onnx', reason='ONNX export tests need onnx: pip install onnx')
 onnxruntime = pytest.importorskip(
@@ -47,15 +46,7 @@ STANDARD_DOMAINS = ('', 'ai.onnx')
 
 def run_tool(capsys, *args: str) -> Tuple[int, str, str]:
     """Run ``tools/deployment/pytorch2onnx.py args``; returns (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    with mock.patch.object(sys, 'argv', [TOOL, *map(str, args)]):
-        try:
-            runpy.run_path(TOOL, run_name='__main__')
-            status = 0
-        except SystemExit as exit_:
-            status = exit_.code or 0
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_script(capsys, TOOL, *args)
 
 
 def printed_difference(out: str) -> float:

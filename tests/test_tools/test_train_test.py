@@ -3,16 +3,17 @@ import glob
 import json
 import os.path as osp
 import subprocess
-import sys
 
 import pytest
+
+from mmrkan.testing.tools import run_python
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_rkanet-18-tiny_fpn_shapes-coco.py')
 
 
 def run_tool(*args: str, cwd: str = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    return run_python(*args, cwd=cwd)
 
 
 @pytest.fixture(scope='module')

@@ -1,10 +1,8 @@
 """Mistakes a user can make with tools/train.py and tools/test.py end in one ``error:`` line
 (exit 2) before the Runner's set-up; ``--debug`` shows the traceback. Plus the checks behind
 them (checkpoint fit, ``--data-root``, ``--cfg-options`` keys) in-process."""
-import os
 import os.path as osp
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmrkan.apis import ToolError, build_model_for_checks, check_checkpoint_fits, load_config, set_data_root
 from mmrkan.apis.checkpoint_fit import ignore_patterns
 from mmrkan.engine.checkpoint import CheckpointError
+from mmrkan.testing.tools import run_python
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'configs', 'demo')
@@ -24,8 +23,7 @@ RKAN_COCO_CONFIG = osp.join(REPO, 'configs', 'rkan', 'mask-rcnn_rkanet-50_fpn_1x
 
 
 def run_tool(*args: str, cwd: str = REPO, env: dict = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, **(env or {})))
+    return run_python(*args, cwd=cwd, env=env, timeout=600)
 
 
 def tool(name: str) -> str:
