@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The op, checkpoint, model and registry tests on the oldest supported torch (2.1.2, numpy < 2,
 # mmcv 2.1.0 built against it), in the venv that `MMRKAN_TORCH_VERSION=2.1.2 tools/setup_env.sh`
-# keeps in ${MMRKAN_CACHE_DIR:-~/.cache/mmrkan}/envs (first run: ~25 min, mostly building mmcv;
+# keeps in ${MMRKAN_CACHE_DIR:-~/.cache/mmrkan}/envs (first run: ~13 min, mostly building mmcv;
 # then about a minute plus the tests). The tests run from that venv's synced copy of the checkout,
 # whose extension is built there, so the checkout's in-place build is never touched.
 # Extra arguments go to pytest.

@@ -16,7 +16,7 @@
 #       (src/mmrkan, synced on every call), so its extension is built out of tree and never
 #       replaces the checkout's in-place build.
 #
-# The mmcv wheel, which takes ~20 minutes to compile, is cached outside the checkout in
+# The mmcv wheel, which takes 9 to 12 minutes to compile on 2 cores, is cached outside the checkout in
 # ${MMRKAN_CACHE_DIR:-~/.cache/mmrkan}/wheels, keyed by mmcv, torch and Python.
 # Logs go to stderr; the last line on stdout is the environment's python: PY=$(bash tools/setup_env.sh)
 set -euo pipefail
@@ -216,7 +216,7 @@ else
     wheel_dir="$CACHE_DIR/wheels/mmcv-$MMCV_VERSION-torch$torch_version-$py_tag-$(uname -m)"
     mmcv_wheel="$(ls "$wheel_dir"/mmcv-*.whl 2>/dev/null | head -n1 || true)"
     if [ -z "$mmcv_wheel" ]; then
-        log "building mmcv $MMCV_VERSION with compiled ops against torch $torch_version (20-25 min on 2 cores, once per machine)"
+        log "building mmcv $MMCV_VERSION with compiled ops against torch $torch_version (9 to 12 min on 2 cores, once per machine)"
         build_dir="$(mktemp -d)"
         "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
             --no-build-isolation "mmcv==$MMCV_VERSION" -d "$build_dir" \
