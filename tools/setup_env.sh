@@ -263,8 +263,8 @@ pip_install -c "$constraints" --no-build-isolation -e "$target"
 # dependency pins old setuptools, rich and requests. These are all its commands import.
 if [ "$mode" = venv ] && [ -z "$(installed_version openmim)" ]; then
     log "installing openmim 0.3.9 (--no-deps) and the packages its commands import"
-    pip_install -c "$constraints" --no-deps "openmim==0.3.9"
     pip_install -c "$constraints" click colorama model-index pandas requests tabulate
+    pip_install -c "$constraints" --no-deps "openmim==0.3.9"  # last: pip then reports no conflict
 fi
 
 (cd "$source_dir" && "$PY" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmrkan._ext') \
