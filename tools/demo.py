@@ -18,20 +18,25 @@ import os
 import os.path as osp
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-import mmcv
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.hooks import Hook
-from mmengine.logging import MMLogger
-from mmengine.runner import Runner
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+# mmengine and mmcv import pkg_resources, which they need; setuptools 81 (the last release with it)
+# warns about that at every import: a dozen lines before the first progress bar, none of them ours.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-from mmrkan.testing import make_ade20k_style, make_coco_style, make_imagenet_style
+import mmcv  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,  # noqa: E402
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from mmrkan.testing import make_ade20k_style, make_coco_style, make_imagenet_style  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
