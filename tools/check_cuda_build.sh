@@ -28,9 +28,6 @@ log() { printf '[check_cuda_build] %s\n' "$*"; }
 die() { printf '[check_cuda_build] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$PY" ] || die "python not found: $PY (pass the environment's python as the first argument)"
-# No debug information in the host objects (Python's CFLAGS carry -g; a CFLAGS in the environment
-# replaces them, hence spelled out): the C++ files compile in half the time.
-export CFLAGS="${CFLAGS:-$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("CFLAGS") or "")')} -g0"
 NVCC="$CUDA_HOME/bin/nvcc"
 [ -x "$NVCC" ] || die "nvcc not found at $NVCC; set CUDA_HOME to a CUDA toolkit"
 
@@ -62,6 +59,9 @@ if [ -f "$stamp_file" ] && [ "${MMRKAN_FORCE_CUDA_BUILD:-0}" != 1 ]; then
     exit 0
 fi
 
+# No debug information in the host objects (Python's CFLAGS carry -g; a CFLAGS in the environment
+# replaces them, hence spelled out): the C++ files compile in half the time.
+export CFLAGS="${CFLAGS:-$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("CFLAGS") or "")')} -g0"
 build_dir="$(mktemp -d "${TMPDIR:-/tmp}/mmrkan-cuda-build.XXXXXX")"
 trap 'rm -rf "$build_dir"' EXIT
 build_log="$build_dir/build.log"

@@ -91,11 +91,6 @@ case "$mode" in
         ;;
 esac
 
-# Builds without debug information: Python's CFLAGS carry -g, which nearly doubles the compile time
-# of every file that includes torch's headers (mmcv has 83) and bloats the wheels. A CFLAGS in the
-# environment replaces Python's (setuptools 81 does), so they are spelled out here, -O3 included.
-export CFLAGS="${CFLAGS:-$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("CFLAGS") or "")')} -g0"
-
 # pip -q still warns about every empty local index folder of this machine's pip config: drop those lines.
 pip_install() {
     "$PY" -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
@@ -152,6 +147,11 @@ if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] \
     exit 0
 fi
 rm -f "$stamp_file"
+
+# Builds without debug information: Python's CFLAGS carry -g, which nearly doubles the compile time
+# of every file that includes torch's headers (mmcv has 83) and bloats the wheels. A CFLAGS in the
+# environment replaces Python's (setuptools 81 does), so they are spelled out here, -O3 included.
+export CFLAGS="${CFLAGS:-$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("CFLAGS") or "")')} -g0"
 
 # 0. Checks that change nothing: a torch or mmcv we cannot work with is refused here.
 torch_version="$(installed_version torch)"
