@@ -17,4 +17,7 @@ model = dict(
             norm_eval=False,
             style='pytorch',
             init_cfg=None),
-        stages=(3, )))
+        stages=(3, ),
+        # The branch starts from scratch: its BatchNorm statistics train (the default follows
+        # the backbone's norm_eval).
+        branch_norm_eval=False))

@@ -24,6 +24,7 @@ model = dict(
             style='pytorch'),
         stages=(3, ),
         norm_cfg=dict(type='BN', requires_grad=True),
+        # The branch BatchNorm statistics train too (the default follows norm_eval above).
         branch_norm_eval=False,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
 

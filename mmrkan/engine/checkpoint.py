@@ -32,6 +32,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded: missing, corrupt, or carrying unsafe pickled globals."""
 
 
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint file that does not exist.
+
+    Also a ``FileNotFoundError``, as mmengine's own loader raises, so code that catches
+    ``OSError`` keeps working after ``import mmrkan`` replaces that loader.
+    """
+
+
 class _Refused(pickle.UnpicklingError):
     """An object the checkpoint must not unpickle: a global outside the allow-list, or a call."""
 
@@ -89,12 +97,14 @@ def safe_torch_load(filename: str, map_location: Optional[Union[str, torch.devic
     """Load a checkpoint allowing only ``RUNNER_SAFE_GLOBALS`` besides tensors and containers.
 
     Raises:
-        CheckpointError: if the file is missing, is not a PyTorch checkpoint, or pickles a global
-            outside the allow-list (the message names it).
+        CheckpointNotFoundError: if the file is missing (a ``CheckpointError`` and a
+            ``FileNotFoundError``).
+        CheckpointError: if the file is not a PyTorch checkpoint, or pickles a global outside the
+            allow-list (the message names it).
     """
     filename = osp.expanduser(filename)
     if not osp.exists(filename):
-        raise CheckpointError(f'checkpoint {filename!r} does not exist')
+        raise CheckpointNotFoundError(f'checkpoint {filename!r} does not exist')
     _check_looks_like_a_checkpoint(filename)
     try:
         if _TORCH_ALLOW_LISTS:

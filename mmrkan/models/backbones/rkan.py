@@ -10,6 +10,7 @@ import functools
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule, ModuleDict
 from mmengine.registry import MODELS
 from torch import Tensor, nn
@@ -17,6 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmrkan.models.layers.rkan_block import RKAN_AGGREGATIONS, RKAN_BASES, RKANBlock
 from mmrkan.registry import register_model
+from .pretrained import pretrained_init_cfg
 
 # Stage layouts of the OpenMMLab CNN backbones, as (entry, exit) attribute pairs: stage i runs
 # from the input of ``entry[i]`` to the output of ``exit[i]``, the feature that out_indices
@@ -26,8 +28,12 @@ _MODULE_LIST_LAYOUTS = (
     ('stages', 'transitions'),  # DenseNet: the transition (pooling) closes the stage
     ('stages', 'stages'),
 )
-# Side of the zero image that the shape probe at construction feeds to the wrapped backbone.
-_PROBE_SIZE = 64
+# Sides of the zero image that the shape probe at construction feeds to the wrapped backbone, in
+# the order tried: the first at which it runs and the chosen stages give maps of at least
+# _PROBE_MIN_MAP pixels a side (below that a stage's stride cannot be told; mmcv's deformable
+# convolutions refuse maps smaller than their kernel).
+_PROBE_SIZES = (64, 128, 256, 512)
+_PROBE_MIN_MAP = 2
 
 
 @register_model()
@@ -46,9 +52,9 @@ class RKAN(BaseModule):
 
     The wrapped backbone's own settings keep their meaning: ``out_indices`` (the outputs are
     the wrapped backbone's), ``frozen_stages`` (the branch of a frozen stage is frozen with
-    it) and ``norm_eval`` (for the wrapped backbone's norms only: the branch norms keep
-    updating their statistics unless ``branch_norm_eval=True``, because the branch is often
-    trained from scratch, e.g. in detection where mmdet freezes the pretrained BN statistics).
+    it), ``norm_eval`` (the branch norms follow it unless ``branch_norm_eval`` says otherwise),
+    ``with_cp`` (the branches are recomputed in the backward pass too), ``init_cfg`` (loads the
+    wrapped backbone) and, for mmpretrain backbones, ``get_layer_depth`` (layer-wise lr decay).
 
     Args:
         backbone: Config of the wrapped backbone, any CNN registered in mmdet, mmseg or
@@ -67,6 +73,14 @@ class RKAN(BaseModule):
         aggregation: ``'addition'``, ``'gating'`` or ``'se'`` (see ``RKANBlock``).
         norm_cfg: Config of the branch norms (use ``SyncBN`` where the backbone does).
         branch_norm_eval: Keep the branch norms in eval mode (frozen statistics) in training.
+            None (default): as the wrapped backbone's ``norm_eval`` (mmdet's ResNet configs
+            freeze every BN). ``False`` trains the branch statistics while the backbone's stay
+            frozen, as the RKAN paper's detection recipe (the branch starts from scratch).
+        pretrained: Deprecated, as in mmdet's and mmseg's backbones (mmseg's
+            ``EncoderDecoder`` passes its ``pretrained`` here): a checkpoint of the wrapped
+            backbone (e.g. an ImageNet ResNet), loaded into it as its
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``, with the libraries'
+            deprecation warning.
         init_cfg: Initialisation, e.g. ``dict(type='Pretrained', checkpoint=...,
             prefix='backbone.')`` to load the backbone of an RKAN classifier.
     """
@@ -80,10 +94,23 @@ class RKAN(BaseModule):
                  basis: str = 'chebyshev',
                  aggregation: str = 'addition',
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 branch_norm_eval: bool = False,
+                 branch_norm_eval: Optional[bool] = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         _check_settings(reduce_factor, expansion, degrees, basis, aggregation)
+        if pretrained is not None:
+            if not isinstance(backbone, dict):
+                raise TypeError(f'backbone={backbone!r} must be a config dict with a "type"')
+            if init_cfg is not None:
+                raise ValueError(
+                    f'pretrained={pretrained!r} (a checkpoint of the wrapped backbone) and '
+                    f'init_cfg={init_cfg!r} cannot be set at the same time')
+            if backbone.get('pretrained') is not None:
+                raise ValueError(f'pretrained={pretrained!r} is set for RKAN and for its '
+                                 'wrapped backbone: set it once')
+            backbone = dict(backbone, init_cfg=pretrained_init_cfg(pretrained,
+                                                                   backbone.get('init_cfg')))
         self.backbone = _build_backbone(backbone)
         self._stage_modules = _find_stage_modules(self.backbone)
         num_stages = len(self._stage_modules)
@@ -130,21 +157,56 @@ class RKAN(BaseModule):
         return self.backbone(x)
 
     def train(self, mode: bool = True) -> 'RKAN':
-        """Training mode; the wrapped backbone applies its frozen_stages and norm_eval."""
+        """Training mode; the wrapped backbone applies its frozen_stages and norm_eval, the
+        branch norms follow ``branch_norm_eval`` (by default the backbone's ``norm_eval``)."""
         super().train(mode)
         self._freeze_branches_of_frozen_stages()
-        if mode and self.branch_norm_eval:
+        branch_norm_eval = self.branch_norm_eval
+        if branch_norm_eval is None:
+            branch_norm_eval = getattr(self.backbone, 'norm_eval', False)
+        if mode and branch_norm_eval:
             for module in self.branches.modules():
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Depth of a parameter for mmpretrain's layer-wise learning-rate decay: the wrapped
+        backbone's depths, a branch at the depth of the last block of its stage.
+
+        Raises:
+            NotImplementedError: the wrapped backbone has no ``get_layer_depth`` (as mmpretrain's
+                classifiers raise for such a backbone).
+        """
+        wrapped_depth = getattr(self.backbone, 'get_layer_depth', None)
+        if wrapped_depth is None:
+            raise NotImplementedError(f'{type(self.backbone).__name__} has no get_layer_depth: '
+                                      'layer-wise learning-rate decay does not support it')
+        backbone_prefix, branch_prefix = prefix + 'backbone.', prefix + 'branches.'
+        if param_name.startswith(backbone_prefix):
+            param_name = prefix + param_name[len(backbone_prefix):]
+        elif param_name.startswith(branch_prefix):
+            index = int(param_name[len(branch_prefix):].split('.')[0])
+            param_name = prefix + self._last_parameter_of_stage(index)
+        return wrapped_depth(param_name, prefix)
+
+    def _last_parameter_of_stage(self, index: int) -> str:
+        """The name, in the wrapped backbone, of the last parameter of stage ``index``."""
+        entry, exit_ = self._stage_modules[index]
+        params = list(exit_.parameters()) or list(entry.parameters())
+        names = {id(param): name for name, param in self.backbone.named_parameters()}
+        return names[id(params[-1])]
 
     def _keep_stage_input(self, index: int, module: nn.Module, args: tuple) -> None:
         self._stage_inputs[index] = args[0]
 
     def _add_branch(self, index: int, module: nn.Module, args: tuple, output: Tensor) -> Tensor:
         # Looked up at call time: SyncBN conversion replaces the branch modules.
-        return self.branches[str(index)](self._stage_inputs.pop(index), output)
+        branch = self.branches[str(index)]
+        stage_input = self._stage_inputs.pop(index)
+        if getattr(self.backbone, 'with_cp', False) and stage_input.requires_grad:
+            return cp.checkpoint(branch, stage_input, output, use_reentrant=False)
+        return branch(stage_input, output)
 
     def _freeze_branches_of_frozen_stages(self) -> None:
         """A stage the wrapped backbone froze (``frozen_stages``) freezes its branch too."""
@@ -159,36 +221,29 @@ class RKAN(BaseModule):
                 for param in branch.parameters():
                     param.requires_grad = False
 
-    @torch.no_grad()
     def _probe_stage_shapes(self) -> Dict[int, Tuple[int, int, int]]:
-        """``(in_channels, out_channels, stride)`` of every chosen stage, from one forward."""
-        shapes = {}
-
-        def keep_input_shape(index, module, args):
-            shapes[index] = [args[0].shape]
-
-        def keep_output_shape(index, module, args, output):
-            shapes[index].append(output.shape)
-
-        handles = []
-        for index in self.stage_indices:
-            entry, exit_ = self._stage_modules[index]
-            handles.append(
-                entry.register_forward_pre_hook(functools.partial(keep_input_shape, index)))
-            handles.append(
-                exit_.register_forward_hook(functools.partial(keep_output_shape, index)))
+        """``(in_channels, out_channels, stride)`` of every chosen stage, from a forward of a
+        zero image: the smallest of ``_PROBE_SIZES`` at which the backbone runs and gives every
+        chosen stage maps of at least ``_PROBE_MIN_MAP`` a side."""
         first_conv = next((m for m in self.backbone.modules() if isinstance(m, nn.Conv2d)), None)
         if first_conv is None:
             raise TypeError(f'{type(self.backbone).__name__} has no Conv2d: RKAN augments CNNs')
-        was_training = self.backbone.training
-        # Eval mode: the probe must not touch the running statistics of the norms.
-        self.backbone.eval()
-        try:
-            self.backbone(torch.zeros(1, first_conv.in_channels, _PROBE_SIZE, _PROBE_SIZE))
-        finally:
-            self.backbone.train(was_training)
-            for handle in handles:
-                handle.remove()
+        for size in _PROBE_SIZES:
+            try:
+                shapes = self._probe(first_conv.in_channels, size)
+            except (RuntimeError, ValueError):
+                if size == _PROBE_SIZES[-1]:
+                    raise
+                continue  # e.g. a deformable convolution given a map smaller than its kernel
+            if all(min(out_shape[2:]) >= _PROBE_MIN_MAP for _, out_shape in shapes.values()):
+                break
+        else:
+            small = [index for index, (_, out_shape) in shapes.items()
+                     if min(out_shape[2:]) < _PROBE_MIN_MAP]
+            raise ValueError(
+                f'stage {small[0]} of {type(self.backbone).__name__} gives '
+                f'{tuple(shapes[small[0]][1][2:])} maps for a {size}x{size} input: RKAN cannot '
+                'tell its stride')
 
         stage_shapes = {}
         for index, (in_shape, out_shape) in shapes.items():
@@ -208,6 +263,35 @@ class RKAN(BaseModule):
                     f'{stride}; the KAN convolution of the RKAN branch supports 1 or 2')
             stage_shapes[index] = (in_shape[1], out_shape[1], stride)
         return stage_shapes
+
+    @torch.no_grad()
+    def _probe(self, in_channels: int, size: int) -> Dict[int, List[torch.Size]]:
+        """``[input shape, output shape]`` of every chosen stage for a ``size`` zero image."""
+        shapes = {}
+
+        def keep_input_shape(index, module, args):
+            shapes[index] = [args[0].shape]
+
+        def keep_output_shape(index, module, args, output):
+            shapes[index].append(output.shape)
+
+        handles = []
+        for index in self.stage_indices:
+            entry, exit_ = self._stage_modules[index]
+            handles.append(
+                entry.register_forward_pre_hook(functools.partial(keep_input_shape, index)))
+            handles.append(
+                exit_.register_forward_hook(functools.partial(keep_output_shape, index)))
+        was_training = self.backbone.training
+        # Eval mode: the probe must not touch the running statistics of the norms.
+        self.backbone.eval()
+        try:
+            self.backbone(torch.zeros(1, in_channels, size, size))
+        finally:
+            self.backbone.train(was_training)
+            for handle in handles:
+                handle.remove()
+        return shapes
 
 
 def _check_settings(reduce_factor: int, expansion: Optional[int], degrees: Sequence[int],

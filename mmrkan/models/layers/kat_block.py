@@ -7,10 +7,31 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmpretrain.models.backbones.vit_sam import (get_rel_pos, window_partition,
                                                  window_unpartition)
-from mmpretrain.models.utils import MultiheadAttention, build_norm_layer
+from mmpretrain.models.utils import LayerScale, MultiheadAttention, build_norm_layer
 from torch import nn
 
 from .gr_kan import GRKAN
+
+
+# The activations of ViT configs (``act_cfg``) that a rational can start as: the GR-KAN mixer
+# replaces the MLP's fixed activation by a learnable one initialised to it.
+ACT_CFG_INITS = {'GELU': 'gelu', 'SiLU': 'swish', 'Swish': 'swish'}
+
+
+def rational_init(act_init: Optional[str] = None, act_cfg: Optional[dict] = None) -> str:
+    """The initial function of the mixer's second rational from KAT's ``act_init`` and the
+    ``act_cfg`` of ViT configs (its activation), which must agree when both are given; 'swish'
+    (the released KAT models) when neither is."""
+    if act_cfg is None:
+        return 'swish' if act_init is None else act_init
+    act_type = act_cfg.get('type') if isinstance(act_cfg, dict) else None
+    if act_type not in ACT_CFG_INITS:
+        raise ValueError(f'act_cfg={act_cfg!r}: the GR-KAN mixer can start as the activation '
+                         f'types {sorted(ACT_CFG_INITS)} only')
+    if act_init is not None and act_init != ACT_CFG_INITS[act_type]:
+        raise ValueError(f'act_cfg={act_cfg!r} and act_init={act_init!r} disagree: give one of '
+                         'them (act_cfg type GELU starts the rational as gelu, SiLU/Swish as swish)')
+    return ACT_CFG_INITS[act_type]
 
 
 class RelPosMultiheadAttention(MultiheadAttention):
@@ -65,9 +86,12 @@ class RelPosMultiheadAttention(MultiheadAttention):
 
 
 class KATBlock(BaseModule):
-    """Pre-norm ViT block with a GR-KAN channel mixer (no layer scale).
+    """Pre-norm ViT block with a GR-KAN channel mixer.
 
-    ``x = x + drop_path(attn(ln1(x)))``, then ``x = x + drop_path(kan(ln2(x)))``.
+    ``x = x + drop_path(attn(ln1(x)))``, then ``x = x + drop_path(kan(ln2(x)))``; with
+    ``layer_scale_init_value > 0`` both branches are scaled by a learnable per-channel
+    ``LayerScale`` (``attn.gamma1``, ``gamma2``) before the residual sum, as in mmpretrain's
+    ``TransformerEncoderLayer``.
 
     With ``window_size > 0`` attention runs inside non-overlapping ``window_size`` squares of the
     token grid (ViTDet), the grid being zero-padded up to a multiple of the window, so any input
@@ -78,7 +102,13 @@ class KATBlock(BaseModule):
         num_heads: attention heads.
         feedforward_channels: hidden channels of the GR-KAN mixer.
         num_groups: channel groups of the mixer's rationals.
-        act_init: initial function of the mixer's second rational.
+        act_init: initial function of the mixer's second rational (default ``'swish'``, or the
+            one ``act_cfg`` names).
+        act_cfg: the activation of ViT configs (``dict(type='GELU')``), accepted with its meaning
+            for the mixer: the rational starts as it (GELU: ``'gelu'``, SiLU/Swish: ``'swish'``).
+        num_fcs: linear layers of the mixer; 2, the only value GR-KAN has (a ViT setting).
+        layer_scale_init_value: initial value of the LayerScale of both branches; 0 (default)
+            for none.
         drop_rate: dropout after the attention projection and inside the mixer.
         attn_drop_rate: dropout on the attention weights.
         drop_path_rate: stochastic depth of both residual branches.
@@ -97,7 +127,10 @@ class KATBlock(BaseModule):
                  num_heads: int,
                  feedforward_channels: int,
                  num_groups: int = 8,
-                 act_init: str = 'swish',
+                 act_init: Optional[str] = None,
+                 act_cfg: Optional[dict] = None,
+                 num_fcs: int = 2,
+                 layer_scale_init_value: float = 0.,
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
@@ -110,6 +143,9 @@ class KATBlock(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if window_size < 0:
             raise ValueError(f'window_size={window_size} must be >= 0 (0: global attention)')
+        if num_fcs != 2:
+            raise ValueError(f'num_fcs={num_fcs}: the GR-KAN mixer has 2 linear layers, no other '
+                             'count is supported')
         self.window_size = window_size
         self.ln1 = build_norm_layer(norm_cfg, embed_dims)
         # Stochastic depth is applied here, on whole images, not inside the attention, which
@@ -120,15 +156,18 @@ class KATBlock(BaseModule):
             rel_pos_size=rel_pos_size,
             attn_drop=attn_drop_rate,
             proj_drop=drop_rate,
-            qkv_bias=qkv_bias)
+            qkv_bias=qkv_bias,
+            layer_scale_init_value=layer_scale_init_value)
         self.ln2 = build_norm_layer(norm_cfg, embed_dims)
         self.kan = GRKAN(
             embed_dims,
             feedforward_channels,
             num_groups=num_groups,
-            act_init=act_init,
+            act_init=rational_init(act_init, act_cfg),
             drop_rate=drop_rate,
             variance_preserving_init=variance_preserving_init)
+        self.gamma2 = (LayerScale(embed_dims, layer_scale_init_value)
+                       if layer_scale_init_value > 0 else nn.Identity())
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, hw_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
@@ -138,7 +177,7 @@ class KATBlock(BaseModule):
             x = x + self.drop_path(self._window_attention(self.ln1(x), hw_shape))
         else:
             x = x + self.drop_path(self.attn(self.ln1(x), hw_shape))
-        return x + self.drop_path(self.kan(self.ln2(x)))
+        return x + self.drop_path(self.gamma2(self.kan(self.ln2(x))))
 
     def _window_attention(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
         B, N, C = x.shape

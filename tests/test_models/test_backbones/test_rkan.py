@@ -113,7 +113,9 @@ def test_family_frozen_stages_and_norm_eval(family):
     cfg = dict(FAMILIES[family], frozen_stages=1)
     if family not in NO_NORM_EVAL:
         cfg['norm_eval'] = True
-    model = RKAN(backbone=cfg, stages=(0, 3))
+    # branch_norm_eval=False: the branch statistics train while the backbone's are frozen (the
+    # default follows norm_eval, tested in test_contract_resnet.py).
+    model = RKAN(backbone=cfg, stages=(0, 3), branch_norm_eval=False)
     model.train()
     frozen_branch, live_branch = model.branches['0'], model.branches['3']
 
@@ -123,7 +125,7 @@ def test_family_frozen_stages_and_norm_eval(family):
     assert not any(p.requires_grad for p in frozen_branch.parameters())
     assert not frozen_branch.training
     assert all(p.requires_grad for p in live_branch.parameters())
-    # norm_eval freezes the wrapped backbone's norms, not the branch's.
+    # norm_eval freezes the wrapped backbone's norms; branch_norm_eval=False keeps the branch's.
     if family not in NO_NORM_EVAL:
         assert not any(bn.training for bn in _batch_norms(model.backbone))
     assert all(bn.training for bn in _batch_norms(live_branch))
@@ -229,7 +231,8 @@ def test_deepcopy_keeps_the_branches_of_the_copy():
 
 def test_sync_bn_reverted_branches_are_the_ones_used():
     sync_bn = dict(type='SyncBN', requires_grad=True)
-    model = RKAN(backbone=dict(type='mmdet.ResNet', depth=18, norm_cfg=sync_bn), norm_cfg=sync_bn)
+    model = RKAN(backbone=dict(type='mmdet.ResNet', depth=18, norm_cfg=sync_bn, norm_eval=False),
+                 norm_cfg=sync_bn)
     model = revert_sync_batchnorm(model)
     branch = model.branches['3']
     assert isinstance(branch.norm2, _BatchNorm)
