@@ -52,7 +52,9 @@ class KAT(VisionTransformer):
     is listed in the README ("KAT and RKAN as drop-in backbones").
 
     Args:
-        arch: ``'tiny'``, ``'small'`` (default), ``'base'`` (or ``'t'``, ``'s'``, ``'b'``), or a
+        arch: ``'tiny'``, ``'small'`` (default), ``'base'`` (or ``'t'``, ``'s'``, ``'b'``): the
+            paper's KAT-T/S/B, with DeiT's sizes; the other names of mmpretrain's
+            ``VisionTransformer`` (``'deit-small'``, ``'large'``, ...) with their sizes; or a
             dict with ``embed_dims``, ``num_layers``, ``num_heads``, ``feedforward_channels``.
         img_size: input size the position embedding is stored for; other sizes resize it
             (bicubic) at every forward.
@@ -109,7 +111,11 @@ class KAT(VisionTransformer):
             (mmseg's ``EncoderDecoder`` passes its ``pretrained`` here).
         init_cfg: mmengine initialisation config.
     """
+    # The parent's names (deit-tiny, base, large, ...) keep their meaning; 'tiny', 'small' and
+    # 'base' are the KAT paper's KAT-T/S/B (DeiT's sizes), so 's'/'small' is not mmpretrain's
+    # 8-block ViT-small.
     arch_zoo = {
+        **VisionTransformer.arch_zoo,
         **dict.fromkeys(['t', 'tiny'], {
             'embed_dims': 192,
             'num_layers': 12,
@@ -199,8 +205,10 @@ class KAT(VisionTransformer):
         self.arch_settings = self.get_arch_settings(arch)
         self.embed_dims = self.arch_settings['embed_dims']
         self.num_layers = self.arch_settings['num_layers']
-        if isinstance(img_size, (tuple, list)) and len(img_size) == 1:
-            img_size = img_size[0]
+        if isinstance(img_size, (tuple, list)):
+            if len(img_size) not in (1, 2):
+                raise ValueError(f'img_size={img_size!r} must be an int, (size, ) or (h, w)')
+            img_size = img_size[0] if len(img_size) == 1 else tuple(img_size)
         self.img_size = to_2tuple(img_size)
 
         _patch_cfg = dict(

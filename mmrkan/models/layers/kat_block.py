@@ -107,6 +107,8 @@ class KATBlock(BaseModule):
         act_cfg: the activation of ViT configs (``dict(type='GELU')``), accepted with its meaning
             for the mixer: the rational starts as it (GELU: ``'gelu'``, SiLU/Swish: ``'swish'``).
         num_fcs: linear layers of the mixer; 2, the only value GR-KAN has (a ViT setting).
+        ffn_type: the channel mixer of mmpretrain's ViT layers; ``'origin'`` (its MLP, here
+            GR-KAN) is the only value (``'swiglu_fused'`` has no GR-KAN form).
         layer_scale_init_value: initial value of the LayerScale of both branches; 0 (default)
             for none.
         drop_rate: dropout after the attention projection and inside the mixer.
@@ -130,6 +132,7 @@ class KATBlock(BaseModule):
                  act_init: Optional[str] = None,
                  act_cfg: Optional[dict] = None,
                  num_fcs: int = 2,
+                 ffn_type: str = 'origin',
                  layer_scale_init_value: float = 0.,
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
@@ -146,6 +149,9 @@ class KATBlock(BaseModule):
         if num_fcs != 2:
             raise ValueError(f'num_fcs={num_fcs}: the GR-KAN mixer has 2 linear layers, no other '
                              'count is supported')
+        if ffn_type != 'origin':
+            raise ValueError(f'ffn_type={ffn_type!r}: the channel mixer is GR-KAN, the form of '
+                             "ffn_type='origin' (the MLP); no other type is supported")
         self.window_size = window_size
         self.ln1 = build_norm_layer(norm_cfg, embed_dims)
         # Stochastic depth is applied here, on whole images, not inside the attention, which
