@@ -7,6 +7,7 @@ backbone's outputs (``out_indices``), and the wrapped backbone's parameters keep
 under ``backbone.``, so a plain ResNet checkpoint still loads into it.
 """
 import functools
+import inspect
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -78,9 +79,10 @@ class RKAN(BaseModule):
             frozen, as the RKAN paper's detection recipe (the branch starts from scratch).
         pretrained: Deprecated, as in mmdet's and mmseg's backbones (mmseg's
             ``EncoderDecoder`` passes its ``pretrained`` here): a checkpoint of the wrapped
-            backbone (e.g. an ImageNet ResNet), loaded into it as its
-            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``, with the libraries'
-            deprecation warning.
+            backbone (e.g. an ImageNet ResNet). It is given to the wrapped backbone, which
+            converts it and warns as it does without RKAN; a backbone without the argument
+            (mmpretrain's) gets ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``
+            with the same warning.
         init_cfg: Initialisation, e.g. ``dict(type='Pretrained', checkpoint=...,
             prefix='backbone.')`` to load the backbone of an RKAN classifier.
     """
@@ -109,8 +111,11 @@ class RKAN(BaseModule):
             if backbone.get('pretrained') is not None:
                 raise ValueError(f'pretrained={pretrained!r} is set for RKAN and for its '
                                  'wrapped backbone: set it once')
-            backbone = dict(backbone, init_cfg=pretrained_init_cfg(pretrained,
-                                                                   backbone.get('init_cfg')))
+            if _takes_pretrained(backbone['type']):  # it converts and warns in its own words
+                backbone = dict(backbone, pretrained=pretrained)
+            else:
+                backbone = dict(backbone, init_cfg=pretrained_init_cfg(
+                    pretrained, backbone.get('init_cfg')))
         self.backbone = _build_backbone(backbone)
         self._stage_modules = _find_stage_modules(self.backbone)
         num_stages = len(self._stage_modules)
@@ -282,13 +287,15 @@ class RKAN(BaseModule):
                 entry.register_forward_pre_hook(functools.partial(keep_input_shape, index)))
             handles.append(
                 exit_.register_forward_hook(functools.partial(keep_output_shape, index)))
-        was_training = self.backbone.training
-        # Eval mode: the probe must not touch the running statistics of the norms.
+        # Eval mode: the probe must not touch the running statistics of the norms. Each module's
+        # mode is restored as it was (the backbone's own train() would apply its norm_eval).
+        modes = [(module, module.training) for module in self.backbone.modules()]
         self.backbone.eval()
         try:
             self.backbone(torch.zeros(1, in_channels, size, size))
         finally:
-            self.backbone.train(was_training)
+            for module, training in modes:
+                module.training = training
             for handle in handles:
                 handle.remove()
         return shapes
@@ -324,6 +331,15 @@ def _build_backbone(cfg: dict) -> nn.Module:
             f'backbone type {cfg["type"]!r} was not found ({error}); name a type registered in '
             'mmdet, mmseg or mmpretrain, scoped (e.g. "mmdet.ResNet") or in the default '
             'scope') from error
+
+
+def _takes_pretrained(backbone_type: str) -> bool:
+    """Whether the registered backbone class (or the class it passes its arguments to, as
+    ``ResNetV1c(**kwargs)``) has the deprecated ``pretrained`` argument (mmdet, mmseg)."""
+    cls = MODELS.get(backbone_type)
+    return cls is not None and any(
+        'pretrained' in inspect.signature(klass.__init__).parameters
+        for klass in cls.__mro__ if '__init__' in vars(klass))
 
 
 def _find_stage_modules(backbone: nn.Module) -> List[Tuple[nn.Module, nn.Module]]:
