@@ -4,8 +4,8 @@ import re
 
 import pytest
 import torch
-from mmengine.model import BaseModel
-from mmengine.runner import CheckpointLoader, Runner
+from mmengine.model import BaseModel, BaseModule
+from mmengine.runner import CheckpointLoader, Runner, load_checkpoint
 from torch.utils.data import Dataset
 
 from mmrkan.engine import checkpoint as checkpoint_module
@@ -184,3 +184,17 @@ def test_file_that_is_not_a_checkpoint_is_a_clear_error(runner_checkpoint, tmp_p
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match='does not exist'):
         safe_torch_load(str(tmp_path / 'nope.pth'))
+
+
+def test_missing_checkpoint_is_a_file_not_found_error_as_without_mmrkan(tmp_path):
+    """Issue 18, failure 1: mmrkan replaces mmengine's loader of local files for every model;
+    code that catches FileNotFoundError (or OSError) from mmengine keeps working."""
+    path = str(tmp_path / 'nope.pth')
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        CheckpointLoader.load_checkpoint(path)
+    with pytest.raises(OSError):
+        load_checkpoint(torch.nn.Linear(1, 1), path)
+    module = BaseModule(init_cfg=dict(type='Pretrained', checkpoint=path))
+    module.fc = torch.nn.Linear(1, 1)
+    with pytest.raises(FileNotFoundError):
+        module.init_weights()

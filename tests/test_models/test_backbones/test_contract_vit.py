@@ -414,12 +414,13 @@ def tiny_segmentor(backbone: dict, pretrained: str, in_channels: int) -> ConfigD
                          num_classes=3, norm_cfg=dict(type='BN')))
 
 
-def test_mmsegs_segmentor_passes_pretrained_to_kat(tmp_path):
+@pytest.mark.parametrize('style', PARENTS)
+def test_mmsegs_segmentor_passes_pretrained_to_kat(style, tmp_path):
     """Issue 18, failure 5: mmseg's EncoderDecoder hands its ``pretrained`` to the backbone."""
-    source = build(KAT, 'mmseg')
+    source = build(KAT, style, out_type='featmap')
     path = str(tmp_path / 'kat.pth')
     torch.save(dict(state_dict=source.state_dict()), path)
-    backbone = dict(BASE_ARGS['mmseg'], type='KAT', out_indices=(2, ))
+    backbone = dict(BASE_ARGS[style], type='KAT', out_type='featmap', out_indices=(2, ))
     with pytest.warns(UserWarning, match='pretrained is deprecated'):
         segmentor = SEG_MODELS.build(tiny_segmentor(backbone, path, 32))
     assert isinstance(segmentor.backbone, KAT)
