@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 from mmengine.config import ConfigDict
+from mmengine.registry import DefaultScope
 from mmengine.registry import MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 from torch import nn
@@ -400,7 +401,9 @@ def test_mmsegs_segmentor_passes_pretrained_to_rkan(tmp_path):
         backbone=dict(type='RKAN', backbone=parent_cfg('mmseg.ResNetV1c'), stages=(3, )),
         decode_head=dict(type='FCNHead', in_channels=64, channels=8, num_convs=1, num_classes=3,
                          norm_cfg=dict(type='BN')))
-    with pytest.warns(UserWarning, match='pretrained is a deprecated'):  # mmseg ResNet's words
+    # mmseg's ResNet's own words; built in mmseg's scope, as its configs are.
+    with pytest.warns(UserWarning, match='pretrained is a deprecated'), \
+            DefaultScope.overwrite_default_scope('mmseg'):
         segmentor = SEG_MODELS.build(segmentor_cfg)
     assert isinstance(segmentor.backbone, RKAN)
     segmentor.init_weights()

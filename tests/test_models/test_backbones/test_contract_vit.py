@@ -11,6 +11,7 @@ from typing import Any, Dict, Tuple
 import pytest
 import torch
 from mmengine.config import ConfigDict
+from mmengine.registry import DefaultScope
 from mmengine.model import BaseModule
 from mmpretrain.models.backbones import VisionTransformer as PretrainViT
 from mmseg.models.backbones import VisionTransformer as SegViT
@@ -421,7 +422,8 @@ def test_mmsegs_segmentor_passes_pretrained_to_kat(style, tmp_path):
     path = str(tmp_path / 'kat.pth')
     torch.save(dict(state_dict=source.state_dict()), path)
     backbone = dict(BASE_ARGS[style], type='KAT', out_type='featmap', out_indices=(2, ))
-    with pytest.warns(UserWarning, match='pretrained is deprecated'):
+    with pytest.warns(UserWarning, match='pretrained is deprecated'), \
+            DefaultScope.overwrite_default_scope('mmseg'):  # as mmseg's configs are built
         segmentor = SEG_MODELS.build(tiny_segmentor(backbone, path, 32))
     assert isinstance(segmentor.backbone, KAT)
     segmentor.init_weights()

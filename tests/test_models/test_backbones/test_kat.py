@@ -124,7 +124,8 @@ def test_variance_preserving_init_is_passed_to_every_mixer():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(arch='huge'), r"arch='huge' is not supported; allowed: \['b', 'base', 's', 'small'"),
+    (dict(arch='gigantic'), r"arch='gigantic' is not supported; allowed: \[.*'small', 't', "
+     r"'tiny'\] or a dict"),
     (dict(arch=dict(embed_dims=32)), 'custom arch must be a dict with the keys'),
     (dict(arch=dict(TINY_ARCH, num_heads=3)), 'embed_dims=32 must be divisible by num_heads=3'),
     (dict(arch=TINY_ARCH, num_groups=3), 'embed_dims=32 must be divisible by num_groups=3'),

@@ -91,7 +91,7 @@ def test_layer_depth_for_the_lr_decay_constructor():
 @pytest.mark.parametrize('kwargs, message', [
     (dict(global_attn_indexes=(1, 4)), r'global_attn_indexes=\(1, 4\): \[4\] are not blocks'),
     (dict(window_size=0), 'window_size=0 must be positive'),
-    (dict(arch='large'), "arch='large' is not supported"),
+    (dict(arch='gigantic'), "arch='gigantic' is not supported"),
 ])
 def test_bad_settings_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
