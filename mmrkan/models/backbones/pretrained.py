@@ -2,13 +2,15 @@
 
 mmdet's and mmseg's ResNet and mmseg's VisionTransformer still accept ``pretrained=PATH`` and turn
 it into ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` with a deprecation warning; mmseg's
-``EncoderDecoder`` passes its own ``pretrained`` to the backbone that way. KAT and RKAN do the
-same, with the same warning, so stock configs keep working with the type swapped.
+``EncoderDecoder`` passes its own ``pretrained`` to the backbone that way. KAT does the same, with
+mmseg's VisionTransformer's warning; RKAN hands ``pretrained`` to a wrapped backbone that takes it
+and converts it here for one that does not (mmpretrain's), so stock configs keep working with the
+type swapped.
 """
 import warnings
 from typing import Optional, Union
 
-# The libraries' own message (mmdet and mmseg ResNet, mmseg VisionTransformer).
+# The libraries' own message (mmdet's ResNet, mmseg's VisionTransformer).
 PRETRAINED_DEPRECATION = 'DeprecationWarning: pretrained is deprecated, please use "init_cfg" instead'
 
 

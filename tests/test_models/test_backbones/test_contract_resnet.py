@@ -389,6 +389,20 @@ def test_pretrained_is_converted_as_by_the_parent(parent, tmp_path):
                                                                          checkpoint=path))
 
 
+def test_pretrained_of_a_backbone_without_the_argument_becomes_its_init_cfg(tmp_path):
+    # mmpretrain's ResNet has no pretrained argument: RKAN converts it as mmdet's ResNet does.
+    source = build_parent('mmpretrain.ResNet')
+    path = str(tmp_path / 'resnet.pth')
+    torch.save(dict(state_dict=source.state_dict()), path)
+    with pytest.warns(UserWarning) as warnings:
+        rkan = RKAN(backbone=parent_cfg('mmpretrain.ResNet'), pretrained=path)
+    assert [str(w.message) for w in warnings] == [PRETRAINED_DEPRECATION]
+    assert rkan.backbone.init_cfg == dict(type='Pretrained', checkpoint=path)
+    rkan.init_weights()
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(rkan.backbone.state_dict()[name], value, msg=name)
+
+
 def test_mmsegs_segmentor_passes_pretrained_to_rkan(tmp_path):
     """Issue 18, failure 5: a stock mmseg ResNet config (``pretrained=...`` at the segmentor)
     with the backbone type swapped to RKAN."""
