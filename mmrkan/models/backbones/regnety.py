@@ -52,9 +52,9 @@ def regnet_stage_settings(depth: int,
     blocks of one width form a stage. The bottleneck width ``width * bottleneck_ratio`` is then
     made a multiple of the group width (the group width is capped by it).
     """
-    if wa < 0 or w0 <= 0 or wm <= 1 or w0 % 8:
-        raise ValueError(f'invalid RegNet settings w0={w0}, wa={wa}, wm={wm}: need wa >= 0, '
-                         'w0 > 0 a multiple of 8, wm > 1')
+    if not isinstance(depth, int) or depth < 1 or wa < 0 or w0 <= 0 or wm <= 1 or w0 % 8:
+        raise ValueError(f'invalid RegNet settings depth={depth}, w0={w0}, wa={wa}, wm={wm}: '
+                         'need a positive integer depth, wa >= 0, w0 > 0 a multiple of 8, wm > 1')
     block_widths = []
     for index in range(depth):
         capacity = round(math.log((w0 + wa * index) / w0) / math.log(wm))
@@ -108,7 +108,10 @@ class RegNetYBlock(BaseModule):
         self.norm2_name, norm2 = build_norm_layer(norm_cfg, mid_channels, postfix=2)
         self.add_module(self.norm2_name, norm2)
         self.se = SqueezeExcitation(
-            mid_channels, ratio=None, squeeze_channels=int(round(se_ratio * in_channels)), bias=True)
+            mid_channels,
+            ratio=None,
+            squeeze_channels=int(round(se_ratio * in_channels)),
+            bias=True)
         self.conv3 = build_conv_layer(conv_cfg, mid_channels, out_channels, 1, bias=False)
         self.norm3_name, norm3 = build_norm_layer(norm_cfg, out_channels, postfix=3)
         self.add_module(self.norm3_name, norm3)

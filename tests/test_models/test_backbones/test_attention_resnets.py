@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from mmrkan.models.backbones import RKAN
 from zoo_utils import base_model, build, build_on_meta, in_millions, num_params
 
 # Plug-in configs for tiny ResNets (stage widths 32, 64, 128, 256 after conv3).

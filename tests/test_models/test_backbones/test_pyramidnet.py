@@ -1,4 +1,4 @@
-"""PyramidNet: both layouts of the PyramidNet authors, the RKAN paper's PyramidNet-101, RKAN on it."""
+"""PyramidNet: both layouts of its authors, the RKAN paper's PyramidNet-101, RKAN on it."""
 import pytest
 import torch
 import torch.nn.functional as F

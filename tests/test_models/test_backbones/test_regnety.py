@@ -147,6 +147,7 @@ def test_frozen_stages_and_norm_eval():
     (dict(arch='regnety_4gf'), "arch='regnety_4gf' is not a RegNetY"),
     (dict(arch=dict(depth=10, w0=24, wa=24.0)), 'must be a name of'),
     (dict(arch=dict(depth=10, w0=20, wa=24.0, wm=2.5, group_width=8)), 'invalid RegNet settings'),
+    (dict(arch=dict(depth=0, w0=24, wa=24.0, wm=2.5, group_width=8)), 'positive integer depth'),
     (dict(out_indices=(4, )), r'out_indices=\(4,\) must be stage indices in 0..3'),
     (dict(frozen_stages=5), 'frozen_stages=5 must be an integer from -1 to 4'),
 ])
