@@ -84,7 +84,8 @@ def test_tool_prints_the_table_and_plots_the_curves(capsys, stable_run, tmp_path
     status, out, err = run_script(capsys, TOOL, stable_run, short, '--plot', png, '--labels', 'RKANet', 'ResNet')
     assert status == 0, err[-2000:]
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(('RKANet', 'ResNet'))}
-    assert rows['RKANet'] == ['200', '60.00', '60.00', '0.2000', '0.1414', f'{last_window_cv(read_curve(stable_run), 200):.4f}']
+    cv_200 = last_window_cv(read_curve(stable_run), 200)
+    assert rows['RKANet'] == ['200', '60.00', '60.00', '0.2000', '0.1414', f'{cv_200:.4f}']
     assert rows['ResNet'][:4] == ['60', '42.00', '40.00', f'{last_window_cv(read_curve(short), 50):.4f}']
     assert rows['ResNet'][4:] == ['n/a', 'n/a']
     assert 'fewer evaluations than 100, 200' in out
