@@ -1,30 +1,118 @@
-"""Every config under configs/ builds and trains one iteration on generated data on the CPU."""
+"""Every config under configs/ builds, and every training code path trains one iteration on
+generated data on the CPU.
+
+- Configs outside ``configs/rkan`` (demo, KAT, KATDet) each train one iteration.
+- ``configs/rkan`` holds the RKAN paper's zoo: ~60 full-size models (up to 128M parameters) on
+  six recipes (CIFAR-100, Tiny ImageNet, Food-101, ImageNet, COCO and ADE20K). One iteration of
+  each would cost minutes of CI on 2 cores, and most of them would run no code that another does
+  not: RKANet-101-6xL differs from RKANet-101-2xL in a width, ResNet-152 from ResNet-101 in a
+  depth, the CIFAR-100 ResNet-101 from the Tiny ImageNet one in its data. So ``REPRESENTATIVES``
+  train one iteration: at least one config of every training recipe (task, dataset, pipeline,
+  normalisation, batch augments, optimizer, schedule: :func:`~mmrkan.testing.zoo.recipe_key`) and
+  one of every kind of model (the backbone config without its sizes: depth within a block type,
+  widths, groups, arch, classes, RKAN reduce factor and expansion:
+  :func:`~mmrkan.testing.zoo.backbone_kind`), the cheapest of each where it can. Every other zoo
+  config builds its full model on the meta device and runs a forward pass there (shapes only: a
+  wrong head width or stage count fails): here, or in tests/test_paper_rows.py for the configs
+  of the paper's table rows, which also checks their parameter counts.
+  ``test_representatives_cover_every_recipe_and_model_kind`` fails when a config brings a recipe
+  or a kind of model that no representative trains.
+"""
+import functools
 import glob
 import os.path as osp
+import runpy
 
 import pytest
+import torch
+import yaml
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmrkan.testing import (accept_generated_cifar100, make_cifar100_style, make_food101_style,
+                            make_tiny_imagenet_style)
 from mmrkan.testing.configs import tiny_training_config
+from mmrkan.testing.zoo import backbone_kind, build_model_on_meta, cached_package_configs, recipe_key
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# Meta-device forwards run the KAN ops' PyTorch references (shapes only), which mmrkan announces.
+pytestmark = pytest.mark.filterwarnings('ignore:mmrkan._ext has no meta kernels')
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
                  if '_base_' not in p.split(osp.sep))
+ZOO = [p for p in CONFIGS if osp.basename(osp.dirname(p)) == 'rkan']
+REPRESENTATIVES = {
+    osp.join(REPO, 'configs', 'rkan', f'{name}.py')
+    for name in (
+        # Tiny ImageNet; ResNet (basic blocks), ResNeXt, DenseNet, RegNet, and RKAN on each
+        'resnet-34_8xb16_tiny-imagenet-160px',
+        'rkanet-34-r1_8xb16_tiny-imagenet-160px',
+        'resnext-50-32x4d_8xb16_tiny-imagenet-160px',
+        'rkanext-50-32x4d_8xb16_tiny-imagenet-160px',
+        'densenet-121_8xb16_tiny-imagenet-160px',
+        'regnetx-3.2gf_8xb16_tiny-imagenet-160px',
+        'rkan-regnetx-3.2gf-r1_8xb16_tiny-imagenet-160px',
+        # CIFAR-100; the comparison backbones
+        'resnet-101-d_8xb16_cifar100-128px',
+        'res2net-101_8xb16_cifar100-128px',
+        'gcnet-101_8xb16_cifar100-128px',
+        'resnest-101_8xb16_cifar100-128px',
+        # Food-101; ResNet (bottlenecks) and RKANet
+        'resnet-50_8xb16_food101-224px',
+        'rkanet-50_8xb16_food101-224px',
+        # ImageNet; RKAN-DenseNet, RKANet-E (two branches), the RBF basis
+        'rkan-densenet-121_8xb32_in1k',
+        'rkanet-50-e_8xb32_in1k',
+        'rkanet-50-rbf_8xb32_in1k',
+        # COCO (the paper's recipe, and the older config without its colour jitter); ADE20K
+        'mask-rcnn_resnet-50_fpn_1x_coco',
+        'mask-rcnn_rkanet-50_fpn_1x_coco',
+        'upernet_rkanet-50_4xb4-160k_ade20k-512x512',
+    )
+}
+with open(osp.join(REPO, 'tests', 'data', 'paper_rows.yml')) as f:
+    PAPER_ROW_CONFIGS = {osp.join(REPO, 'configs', 'rkan', f'{row["config"]}.py')
+                         for row in yaml.safe_load(f) if row.get('config')}
+TRAINED = [p for p in CONFIGS if p not in ZOO or p in REPRESENTATIVES]
+NOT_TRAINED = [p for p in ZOO if p not in REPRESENTATIVES]
+# tests/test_paper_rows.py builds the paper rows' models on the meta device (and runs them there).
+SHAPE_CHECKED = [p for p in NOT_TRAINED if p not in PAPER_ROW_CONFIGS]
+
+
+def config_id(path: str) -> str:
+    return osp.relpath(path, osp.join(REPO, 'configs'))
+
+
+@functools.lru_cache(maxsize=None)
+def load(path: str) -> Config:
+    with cached_package_configs():
+        return Config.fromfile(path)
+
+
+@pytest.fixture(scope='module')
+def classification_roots(tmp_path_factory, shapes_imagenet) -> dict:
+    """Generated CIFAR-100, Food-101 and Tiny ImageNet (converted by the repository's tool)."""
+    tiny = make_tiny_imagenet_style(str(tmp_path_factory.mktemp('tiny-imagenet-200')), num_train_per_class=1,
+                                    num_val_per_class=1, num_test=1)
+    runpy.run_path(osp.join(REPO, 'tools', 'dataset_converters', 'tiny_imagenet.py'))['convert'](tiny)
+    return dict(imagenet=shapes_imagenet, tiny_imagenet=tiny,
+                cifar100=make_cifar100_style(str(tmp_path_factory.mktemp('cifar100')), 1, 1),
+                food101=make_food101_style(str(tmp_path_factory.mktemp('food-101')), 1, 1))
 
 
 def test_configs_exist():
     assert CONFIGS, 'no configs found under configs/'
+    assert REPRESENTATIVES <= set(ZOO), sorted(map(config_id, REPRESENTATIVES - set(ZOO)))
 
 
-@pytest.mark.parametrize('config_path', CONFIGS, ids=[osp.relpath(p, osp.join(REPO, 'configs')) for p in CONFIGS])
-def test_config_trains_one_iteration(config_path, shapes_coco, shapes_ade20k, shapes_imagenet, tmp_path):
-    cfg = Config.fromfile(config_path)
+@pytest.mark.parametrize('config_path', TRAINED, ids=map(config_id, TRAINED))
+def test_config_trains_one_iteration(config_path, shapes_coco, shapes_ade20k, classification_roots, tmp_path):
+    cfg = load(config_path)
     assert cfg.get('custom_imports', {}).get('imports') == ['mmrkan'], 'configs must import mmrkan'
     assert cfg.default_scope in ('mmdet', 'mmseg', 'mmpretrain')
-    roots = dict(coco=shapes_coco, ade20k=shapes_ade20k, imagenet=shapes_imagenet)
-    runner = Runner.from_cfg(tiny_training_config(cfg, roots, str(tmp_path)))
-    runner.train()
+    roots = dict(classification_roots, coco=shapes_coco, ade20k=shapes_ade20k)
+    with accept_generated_cifar100(roots['cifar100']):
+        runner = Runner.from_cfg(tiny_training_config(cfg, roots, str(tmp_path)))
+        runner.train()
     assert runner.iter == 1
     losses = runner.message_hub.log_scalars
     loss_keys = [k for k in losses if k.startswith('train/') and 'loss' in k]
@@ -32,3 +120,29 @@ def test_config_trains_one_iteration(config_path, shapes_coco, shapes_ade20k, sh
     for key in loss_keys:
         value = losses[key].current()
         assert value == value and abs(value) < 1e6, f'{key} = {value}'
+
+
+@pytest.mark.parametrize('config_path', SHAPE_CHECKED, ids=map(config_id, SHAPE_CHECKED))
+def test_config_builds_and_runs_on_the_meta_device(config_path):
+    cfg = load(config_path)
+    assert cfg.get('custom_imports', {}).get('imports') == ['mmrkan'], 'configs must import mmrkan'
+    model = build_model_on_meta(cfg).eval()
+    inputs = torch.empty(2, 3, 224, 224, device='meta')
+    with torch.no_grad():
+        if cfg.default_scope == 'mmpretrain':
+            scores = model(inputs, mode='tensor')
+            assert tuple(scores.shape) == (2, cfg.model.head.num_classes)
+        else:  # the detector's backbone and neck (its heads need data samples)
+            features = model.extract_feat(inputs)
+            assert len(features) == cfg.model.neck.num_outs
+
+
+def test_representatives_cover_every_recipe_and_model_kind():
+    trained_recipes = {recipe_key(load(path)) for path in REPRESENTATIVES}
+    trained_kinds = {backbone_kind(load(path)) for path in REPRESENTATIVES}
+    untrained = [(config_id(path), what) for path in NOT_TRAINED
+                 for what, key, trained in (('recipe', recipe_key, trained_recipes),
+                                            ('kind of model', backbone_kind, trained_kinds))
+                 if key(load(path)) not in trained]
+    assert not untrained, ('no representative trains the recipe or kind of model of these configs; add one '
+                           f'of each to REPRESENTATIVES: {untrained}')

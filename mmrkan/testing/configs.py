@@ -11,6 +11,9 @@ from mmengine.config import Config, ConfigDict
 from mmrkan.apis import without_amp
 from .synthetic_data import SHAPE_CLASSES
 
+# The generated dataset (key of ``roots``) that each classification dataset type reads.
+_CLASSIFICATION_ROOTS = dict(ImageNet='imagenet', CIFAR100='cifar100', Food101='food101',
+                             CustomDataset='tiny_imagenet')
 # Keys of pipeline transforms that hold an image size (int or (w, h) / (h, w) pairs, or lists).
 _SIZE_KEYS = ('scale', 'scales', 'img_scale', 'crop_size', 'size', 'scale_size')
 
@@ -61,7 +64,20 @@ def _redirect_dataset(dataset: ConfigDict, scope: str, roots: Dict[str, str], sp
         dataset.update(data_root=roots['ade20k'],
                        data_prefix=dict(img_path=f'images/{ade_split}', seg_map_path=f'annotations/{ade_split}'))
     elif scope == 'mmpretrain':
-        dataset.update(data_root=roots['imagenet'], split=split, data_prefix='', ann_file='')
+        dataset_type = dataset.get('type')
+        if dataset_type not in _CLASSIFICATION_ROOTS:
+            raise ValueError(f'dataset type {dataset_type!r} has no generated data; supported: '
+                             f'{sorted(_CLASSIFICATION_ROOTS)}')
+        root_key = _CLASSIFICATION_ROOTS[dataset_type]
+        dataset.update(data_root=roots[root_key])
+        if dataset_type == 'ImageNet':
+            dataset.update(split=split, data_prefix='', ann_file='')
+        elif dataset_type == 'CIFAR100':
+            dataset.update(split='train' if split == 'train' else 'test', download=False)
+        elif dataset_type == 'Food101':
+            dataset.update(split='train' if split == 'train' else 'test')
+        else:  # Tiny ImageNet, after tools/dataset_converters/tiny_imagenet.py
+            dataset.update(ann_file=f'meta/{split}.txt', data_prefix='')
     else:
         raise ValueError(f'default_scope={scope!r} is not supported')
 
@@ -83,7 +99,9 @@ def tiny_training_config(cfg: Config, roots: Dict[str, str], work_dir: str, batc
                          min_side: int = 64) -> Config:
     """A copy of ``cfg`` that trains exactly one iteration on the generated data, with no validation,
     no checkpoint and no pretrained weights, on the CPU (so AMP becomes fp32: mmengine's AMP wrapper
-    needs a GPU). ``roots`` maps 'coco'/'ade20k'/'imagenet' to generated roots."""
+    needs a GPU). ``roots`` maps 'coco'/'ade20k'/'imagenet'/'cifar100'/'food101'/'tiny_imagenet' to
+    generated roots (the last one converted by tools/dataset_converters/tiny_imagenet.py); CIFAR-100
+    data is read only inside :func:`~mmrkan.testing.accept_generated_cifar100`."""
     cfg = copy.deepcopy(cfg)
     _drop_pretrained(cfg.model)
     cfg.optim_wrapper = without_amp(cfg.optim_wrapper)
@@ -111,4 +129,6 @@ def tiny_training_config(cfg: Config, roots: Dict[str, str], work_dir: str, batc
     cfg.resume = False
     cfg.work_dir = work_dir
     cfg.log_level = 'WARNING'
-    return cfg
+    # The Runner formats the config with yapf three times when it starts, ~1 s each for a long
+    # pipeline (RandAugment policy lists): cosmetic, and skipped here.
+    return Config(cfg.to_dict(), filename=cfg.filename, format_python_code=False)

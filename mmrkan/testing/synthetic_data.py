@@ -54,6 +54,17 @@ def _draw_scene(rng: np.random.Generator, height: int, width: int,
     return image, shapes
 
 
+def draw_single_shape(rng: np.random.Generator, shape: str, height: int, width: int) -> Image.Image:
+    """An image holding one large ``shape`` (one of ``SHAPE_CLASSES``) on a noisy gradient."""
+    image = Image.fromarray(_background(rng, height, width))
+    r = float(rng.uniform(0.25, 0.4) * min(height, width))
+    cx = float(rng.uniform(r, width - r))
+    cy = float(rng.uniform(r, height - r))
+    polygon = _polygon(shape, cx, cy, r, float(rng.uniform(0, math.pi)))
+    ImageDraw.Draw(image).polygon(polygon, fill=tuple(int(c) for c in rng.integers(140, 256, size=3)))
+    return image
+
+
 def make_coco_style(root: str, num_train: int = 64, num_val: int = 16, image_size: Tuple[int, int] = (128, 128),
                     max_shapes: int = 3, seed: int = 0) -> str:
     """Write ``root/{train2017,val2017}/*.jpg`` and ``root/annotations/instances_*2017.json``.
@@ -125,14 +136,7 @@ def make_imagenet_style(root: str, num_train_per_class: int = 16, num_val_per_cl
         for label, name in enumerate(SHAPE_CLASSES):
             os.makedirs(osp.join(root, split, name), exist_ok=True)
             for index in range(per_class):
-                image = Image.fromarray(_background(rng, height, width))
-                r = float(rng.uniform(0.25, 0.4) * min(height, width))
-                cx = float(rng.uniform(r, width - r))
-                cy = float(rng.uniform(r, height - r))
-                polygon = _polygon(name, cx, cy, r,
-                                   float(rng.uniform(0, math.pi)))
-                ImageDraw.Draw(image).polygon(
-                    polygon, fill=tuple(int(c) for c in rng.integers(140, 256, size=3)))
+                image = draw_single_shape(rng, name, height, width)
                 rel_path = f'{name}/{name}_{index:05d}.JPEG'
                 image.save(osp.join(root, split, rel_path), quality=95)
                 lines.append(f'{rel_path} {label}')

@@ -1,0 +1,3 @@
+# DenseNet-161, ImageNet head (configs set num_classes).
+_base_ = 'mmpretrain::_base_/models/densenet/densenet161.py'
+custom_imports = dict(imports=['mmrkan'], allow_failed_imports=False)

@@ -1,0 +1,10 @@
+# RKAN-WRN-101-2 on Tiny ImageNet: WRN-101-2 with an RKAN branch on stage 4, reduce factor 1.
+_base_ = './wrn-101-2_8xb16_tiny-imagenet-160px.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='RKAN',
+        backbone={{_base_.model.backbone}},
+        stages=(3, ),
+        reduce_factor=1))

@@ -1,0 +1,10 @@
+# RKANet-101 on Food-101: ResNet-101 with an RKAN branch on stage 4, reduce factor 2.
+_base_ = './resnet-101_8xb16_food101-224px.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='RKAN',
+        backbone={{_base_.model.backbone}},
+        stages=(3, ),
+        reduce_factor=2))

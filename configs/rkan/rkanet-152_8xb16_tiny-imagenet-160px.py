@@ -1,0 +1,10 @@
+# RKANet-152 on Tiny ImageNet: ResNet-152 with an RKAN branch on stage 4, reduce factor 2.
+_base_ = './resnet-152_8xb16_tiny-imagenet-160px.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='RKAN',
+        backbone={{_base_.model.backbone}},
+        stages=(3, ),
+        reduce_factor=2))

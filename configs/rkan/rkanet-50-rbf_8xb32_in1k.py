@@ -1,0 +1,5 @@
+# RKANet-50 with the RBF basis (Gaussian bumps, the paper's comparison) instead of Chebyshev
+# polynomials in its KAN convolutions.
+_base_ = './rkanet-50_8xb32_in1k.py'
+
+model = dict(backbone=dict(basis='rbf'))

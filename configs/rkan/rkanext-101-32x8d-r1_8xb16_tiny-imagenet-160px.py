@@ -1,0 +1,11 @@
+# RKANeXt-101 (32x8d) on Tiny ImageNet: ResNeXt-101 with an RKAN branch on stage 4,
+# reduce factor 1.
+_base_ = './resnext-101-32x8d_8xb16_tiny-imagenet-160px.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='RKAN',
+        backbone={{_base_.model.backbone}},
+        stages=(3, ),
+        reduce_factor=1))

@@ -1,0 +1,183 @@
+"""The RKAN paper's tables (tests/data/paper_rows.yml) against the configs that build them.
+
+Every row that names a config: its full model is built on the meta device (parameters without
+storage, nothing initialised: ~0.1-2 s instead of seconds and gigabytes), runs a forward pass
+there (shapes), and its parameter count, less the ``extra_params`` that an OpenMMLab building
+block adds to the authors' model, rounds to the printed count; the RKAN settings the paper gives
+for the row are the config's; configs/rkan/metafile.yml states the same count and the paper's
+result. The rows of one table train with one recipe, and each COCO backbone has the layout of the
+ImageNet classifier its config loads. Rows without a config say why (``pending``), and the README
+lists them, as it lists the rows built with extra parameters. One-iteration training of these
+configs: tests/test_configs.py.
+"""
+import functools
+import inspect
+import os.path as osp
+import re
+from typing import Dict, List, Optional
+
+import pytest
+import torch
+import yaml
+from mmengine.config import Config
+
+from mmrkan.models.backbones.rkan import RKAN
+from mmrkan.testing.zoo import build_model_on_meta, cached_package_configs, recipe_key
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# Meta-device forwards run the KAN ops' PyTorch references (shapes only), which mmrkan announces.
+pytestmark = pytest.mark.filterwarnings('ignore:mmrkan._ext has no meta kernels')
+with open(osp.join(REPO, 'tests', 'data', 'paper_rows.yml')) as f:
+    ROWS: List[dict] = yaml.safe_load(f)
+TABLES = ('CIFAR-100', 'Tiny ImageNet', 'ImageNet', 'COCO')
+RKAN_SETTINGS = ('basis', 'reduce_factor', 'expansion', 'stages')
+KEYS = {'table', 'model', 'params_m', 'config', 'pending', 'extra_params', 'extra_reason', 'paper_top1',
+        'paper_box_ap', 'paper_mask_ap', *RKAN_SETTINGS}
+# Configs whose recipe differs from the rest of their table, and why.
+RECIPE_EXCEPTIONS = {
+    'mask-rcnn_rkanet-50_fpn_1x_coco': 'older than configs/_base_/mask-rcnn_r50_fpn_1x_coco-640.py: no random '
+                                       'scaling, no colour jitter',
+}
+BUILT = [row for row in ROWS if row.get('config')]
+COCO = [row for row in BUILT if row['table'] == 'COCO']
+
+
+def row_id(row: dict) -> str:
+    basis = f' ({row["basis"]})' if row.get('basis') == 'rbf' else ''
+    return f'{row["table"]}: {row["model"]}{basis}'
+
+
+def config_path(name: str) -> str:
+    return osp.join(REPO, 'configs', 'rkan', f'{name}.py')
+
+
+@functools.lru_cache(maxsize=None)
+def load(name: str) -> Config:
+    with cached_package_configs():
+        return Config.fromfile(config_path(name))
+
+
+@functools.lru_cache(maxsize=None)
+def metafile_entries() -> Dict[str, dict]:
+    with open(osp.join(REPO, 'configs', 'rkan', 'metafile.yml')) as f:
+        return {entry['Name']: entry for entry in yaml.safe_load(f)['Models']}
+
+
+def rkan_settings(cfg: Config) -> Optional[dict]:
+    """The RKAN wrapper's settings in the config, defaults filled in; None without RKAN."""
+    backbone = cfg.model.backbone
+    if backbone.type != 'RKAN':
+        return None
+    defaults = {name: p.default for name, p in inspect.signature(RKAN).parameters.items()}
+    settings = {name: backbone.get(name, defaults[name]) for name in RKAN_SETTINGS}
+    settings['stages'] = list(settings['stages'])
+    return settings
+
+
+def test_rows_are_well_formed():
+    seen = set()
+    for row in ROWS:
+        name = row_id(row)
+        assert set(row) <= KEYS, f'{name}: unknown keys {set(row) - KEYS}'
+        assert row['table'] in TABLES, name
+        assert name not in seen, f'{name} is listed twice'
+        seen.add(name)
+        if row['table'] == 'COCO':
+            assert row['params_m'] is None, f'{name}: the COCO table prints no counts'
+        else:
+            assert isinstance(row['params_m'], float) and row['params_m'] > 0, name
+        if row.get('config'):
+            assert osp.isfile(config_path(row['config'])), f'{name}: no configs/rkan/{row["config"]}.py'
+            assert 'pending' not in row, f'{name}: a row with a config is not pending'
+        else:
+            assert row.get('pending'), f'{name} has no config: say why in `pending`'
+        assert ('extra_params' in row) == ('extra_reason' in row), f'{name}: extra_params needs extra_reason'
+        if row['model'].startswith('RKAN') and row.get('config'):
+            assert 'stages' in row and {'reduce_factor', 'expansion'} & set(row), \
+                f'{name}: an RKAN row states its stages and its reduce factor or expansion'
+
+
+@pytest.mark.parametrize('row', BUILT, ids=map(row_id, BUILT))
+def test_row_builds_with_the_papers_count(row):
+    cfg = load(row['config'])
+    model = build_model_on_meta(cfg).eval()
+    count = sum(p.numel() for p in model.parameters())
+    inputs = torch.empty(1, 3, 224, 224, device='meta')
+    with torch.no_grad():
+        if cfg.default_scope == 'mmpretrain':
+            assert tuple(model(inputs, mode='tensor').shape) == (1, cfg.model.head.num_classes)
+        else:
+            assert len(model.extract_feat(inputs)) == cfg.model.neck.num_outs
+    if row['params_m'] is not None:
+        paper_count = count - row.get('extra_params', 0)
+        assert round(paper_count / 1e6, 2) == row['params_m'], \
+            f'{row_id(row)}: {paper_count:,} parameters (less extra_params), the paper prints {row["params_m"]}M'
+    entry = metafile_entries()[row['config']]
+    assert entry['Metadata']['Parameters'] == count, f'{row["config"]}: metafile.yml states another count'
+    results = {f'{metric} (paper)': row[key] for key, metric in (
+        ('paper_top1', 'Top 1 Accuracy'), ('paper_box_ap', 'box AP'), ('paper_mask_ap', 'mask AP')) if key in row}
+    stated = {metric: value for result in entry['Results'] for metric, value in result['Metrics'].items()}
+    assert stated == results, f'{row["config"]}: metafile.yml results differ from the paper rows'
+
+
+@pytest.mark.parametrize('row', BUILT, ids=map(row_id, BUILT))
+def test_row_has_the_papers_rkan_settings(row):
+    settings = rkan_settings(load(row['config']))
+    if not row['model'].startswith('RKAN'):
+        assert settings is None, f'{row_id(row)} is a baseline, but its config wraps the backbone in RKAN'
+        return
+    assert settings is not None, f'{row_id(row)}: the config has no RKAN backbone'
+    for name in RKAN_SETTINGS:
+        if name in row:
+            assert settings[name] == row[name], f'{row_id(row)}: {name}={settings[name]!r}, the paper: {row[name]!r}'
+
+
+@pytest.mark.parametrize('table', TABLES)
+def test_the_rows_of_a_table_train_with_one_recipe(table):
+    recipes = {}
+    for row in BUILT:
+        if row['table'] == table and row['config'] not in RECIPE_EXCEPTIONS:
+            recipes.setdefault(recipe_key(load(row['config'])), []).append(row['config'])
+    assert len(recipes) == 1, f'{table}: the configs differ in their recipe: {list(recipes.values())}'
+
+
+@pytest.mark.parametrize('row', COCO, ids=map(row_id, COCO))
+def test_coco_backbone_has_the_layout_of_its_imagenet_classifier(row):
+    cfg = load(row['config'])
+    checkpoint = cfg.model.backbone.init_cfg.checkpoint
+    match = re.fullmatch(r'work_dirs/(.+)/epoch_\d+\.pth', checkpoint)
+    assert match and osp.isfile(config_path(match.group(1))), \
+        f'{row["config"]}: {checkpoint} is not the checkpoint of a configs/rkan classifier'
+    classifier = build_model_on_meta(load(match.group(1)))
+    detector = build_model_on_meta(cfg)
+    expected = {key[len('backbone.'):]: value.shape for key, value in classifier.state_dict().items()
+                if key.startswith('backbone.')}
+    assert {key: value.shape for key, value in detector.backbone.state_dict().items()} == expected
+
+
+def readme_rows_not_built_exactly() -> Dict[str, str]:
+    """``table: model`` -> line, from the table under the README's heading on such rows."""
+    with open(osp.join(REPO, 'README.md')) as f:
+        text = f.read()
+    match = re.search(r'^#+ Paper rows not built exactly\n(.*?)(?=^#)', text, re.S | re.M)
+    assert match, 'README.md has no "Paper rows not built exactly" section'
+    listed = {}
+    for line in match.group(1).splitlines():
+        cells = [cell.strip() for cell in line.strip().strip('|').split('|')]
+        if line.startswith('|') and len(cells) >= 3 and cells[0] in TABLES:
+            listed[f'{cells[0]}: {cells[1]}'] = line
+    return listed
+
+
+def test_readme_lists_every_row_not_built_exactly():
+    listed = readme_rows_not_built_exactly()
+    expected = {f'{row["table"]}: {row["model"]}' for row in ROWS if row.get('pending') or 'extra_params' in row}
+    assert set(listed) == expected, (f'missing from the README: {sorted(expected - set(listed))}; '
+                                     f'listed but built exactly: {sorted(set(listed) - expected)}')
+
+
+def test_docs_list_every_config_of_the_zoo():
+    with open(osp.join(REPO, 'docs', 'models.md')) as f:
+        models_doc = f.read()
+    missing = sorted({row['config'] for row in BUILT} - set(re.findall(r'`([\w.-]+)\.py`', models_doc)))
+    assert not missing, f'docs/models.md does not list {missing}'
