@@ -75,8 +75,8 @@ class RKAN(BaseModule):
         norm_cfg: Config of the branch norms (use ``SyncBN`` where the backbone does).
         branch_norm_eval: Keep the branch norms in eval mode (frozen statistics) in training.
             None (default): as the wrapped backbone's ``norm_eval`` (mmdet's ResNet configs
-            freeze every BN). ``False`` trains the branch statistics while the backbone's stay
-            frozen, as the RKAN paper's detection recipe (the branch starts from scratch).
+            freeze every BN). ``False`` trains the branch statistics even where the backbone's
+            are frozen (a branch added to a pretrained ResNet starts from scratch).
         pretrained: Deprecated, as in mmdet's and mmseg's backbones (mmseg's
             ``EncoderDecoder`` passes its ``pretrained`` here): a checkpoint of the wrapped
             backbone (e.g. an ImageNet ResNet). It is given to the wrapped backbone, which
