@@ -64,14 +64,14 @@ def _count_predictions(sample: BaseDataElement) -> Tuple[int, int]:
     predicted instances (detection) or 1 (a label, a label map)."""
     predicted = non_finite = 0
     for key, value in sample.items():
-        if not key.startswith('pred_'):
+        if not key.startswith('pred_') and key != 'seg_logits':
             continue
         if isinstance(value, BaseDataElement):
-            predicted += len(value) if hasattr(value, '__len__') and 'instances' in key else 1
             tensors = [v for v in value.values() if isinstance(v, torch.Tensor)]
         else:
-            predicted += 1
             tensors = [value] if isinstance(value, torch.Tensor) else []
+        if key.startswith('pred_'):
+            predicted += len(value) if 'instances' in key and hasattr(value, '__len__') else 1
         non_finite += sum(int((~torch.isfinite(t)).sum()) for t in tensors if torch.is_floating_point(t))
     return predicted, non_finite
 
@@ -185,11 +185,14 @@ class DivergenceCheckHook(CheckInvalidLossHook):
                 and self._last_loss > self.loss_growth * self._first_loss)
         where = f'validation after epoch {runner.epoch}' if isinstance(
             runner.train_loop, EpochBasedTrainLoop) else f'validation at iteration {runner.iter}'
+        problem = None
         if self._val_non_finite or grew:
             growth = (f'; the training loss grew from {self._first_loss:.4g} to {self._last_loss:.4g}'
                       if grew else '')
-            raise TrainingDiverged(f'{where} produced no results: {why}{growth}: the run diverged '
-                                   f'(lower the learning rate); {self._last_checkpoint(runner, finite=False)}')
+            problem = f'{where} produced no results: {why}{growth}: the run diverged (lower the learning rate)'
+        problem = self._agreed(problem)  # the metrics are every process's; the losses are not
+        if problem is not None:
+            raise TrainingDiverged(f'{problem}; {self._last_checkpoint(runner, finite=False)}')
         runner.logger.warning(f'{where} produced no results: {why} (e.g. no score above the test '
                               'score threshold early in training)')
 
