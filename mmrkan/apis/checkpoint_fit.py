@@ -336,8 +336,9 @@ def check_init_checkpoints(cfg: Config, model: nn.Module) -> None:
             problem = None if fitting or not state_dict else (
                 f'none of its {len(state_dict)} keys is a key of this module (e.g. {next(iter(state_dict))})')
         if problem is not None:
-            raise ToolError(f'{setting}={checkpoint!r} does not fit {config_path} '
-                            f'({type(module).__name__}): {problem}{_task_hint(cfg, loaded, checkpoint, state_dict, prefix)}')
+            hint = _task_hint(cfg, loaded, checkpoint, state_dict, prefix)
+            raise ToolError(f'{setting}={checkpoint!r} does not fit {config_path} ({type(module).__name__}): '
+                            f'{problem}{hint}')
 
 
 def _task_hint(cfg: Config, loaded: Any, checkpoint: str, state_dict: Dict[str, torch.Tensor],

@@ -13,10 +13,8 @@ import os
 import os.path as osp
 import re
 import sys
-from typing import Any, Iterator, List, Sequence, Tuple
-
 import warnings
-from typing import Dict, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict

@@ -130,11 +130,20 @@ def _empty_reason(dataset: BaseDataset) -> str:
     return ''
 
 
+def _samples(dataset: BaseDataset) -> Iterator[dict]:
+    """The data infos of the dataset's samples (without the copy ``get_data_info`` makes)."""
+    data_list = getattr(dataset, 'data_list', None)
+    if isinstance(data_list, list) and len(data_list) == len(dataset):
+        yield from data_list
+    else:
+        for index in range(len(dataset)):
+            yield dataset.get_data_info(index)
+
+
 def missing_files(dataset: BaseDataset) -> Tuple[List[str], int]:
     """The files the dataset's samples name that do not exist, and how many they name."""
     missing, total = [], 0
-    for index in range(len(dataset)):
-        info = dataset.get_data_info(index)
+    for info in _samples(dataset):
         for key in FILE_KEYS:
             if info.get(key):
                 total += 1
@@ -149,8 +158,8 @@ def _label_problem(path: str, dataset: BaseDataset) -> Optional[str]:
     if not classes:
         return None
     labels = set()
-    for index in range(len(dataset)):
-        label = dataset.get_data_info(index).get('gt_label')
+    for info in _samples(dataset):
+        label = info.get('gt_label')
         if isinstance(label, (int, np.integer)):
             labels.add(int(label))
     outside = sorted(label for label in labels if not 0 <= label < len(classes))
@@ -177,7 +186,8 @@ def build_dataset(path: str, dataset_cfg: dict) -> BaseDataset:
         problem = _class_problem(path, dataset)
         if problem is not None:
             raise ToolError(problem) from error
-        empty = ' (the file is empty)' if osp.isfile(str(dataset.ann_file)) and not osp.getsize(dataset.ann_file) else ''
+        ann_file = str(getattr(dataset, 'ann_file', '') or '')
+        empty = ' (the file is empty)' if osp.isfile(ann_file) and not osp.getsize(ann_file) else ''
         raise ToolError(f'{path} ({type(dataset).__name__}): cannot load its {_source(dataset)}{empty}: '
                         f'{type(error).__name__}: {describe_exception(error)}') from error
     return dataset
@@ -289,8 +299,7 @@ def decode_problems(dataset: BaseDataset, workers: int = 1) -> List[str]:
     num_classes = len(classes) if classes and not label_map else None
     reduce_zero_label = bool(getattr(dataset, 'reduce_zero_label', False))
     tasks = []
-    for index in range(len(dataset)):
-        info = dataset.get_data_info(index)
+    for info in _samples(dataset):
         tasks.append((info.get('img_path'), info.get('seg_map_path'), flag, image_backend, label_backend,
                       num_classes, reduce_zero_label))
     if workers > 1 and len(tasks) > 1:

@@ -22,6 +22,7 @@ TRAIN = osp.join(REPO, 'tools', 'train.py')
 DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_rkanet-18-tiny_fpn_shapes-coco.py')
 PLAIN_DET_CONFIG = osp.join(REPO, 'configs', 'demo', 'mask-rcnn_r18-tiny_fpn_shapes-coco.py')
 CLS_CONFIG = osp.join(REPO, 'configs', 'demo', 'kat-micro_shapes-imagenet-64px.py')
+SEG_CONFIG = osp.join(REPO, 'configs', 'demo', 'upernet_kat-micro_shapes-ade20k-128x128.py')
 HEAD_KEYS = [f'roi_head.{head}.{layer}.{kind}' for head, layer in (('bbox_head', 'fc_cls'), ('bbox_head', 'fc_reg'),
                                                                    ('mask_head', 'conv_logits'))
              for kind in ('bias', 'weight')]
@@ -95,7 +96,8 @@ def test_other_mismatches_list_every_key_and_a_checkpoint_fit_setting_that_works
     assert ('1 model keys missing from it (rpn_head.rpn_conv.bias); 1 shape mismatches '
             "(neck.fpn_convs.0.conv.weight (64, 64, 1, 1) vs the model's (64, 64, 3, 3))") in message
     setting = re.search(r'checkpoint_fit = dict\(ignore_keys=\[.*\]\)$', message).group(0)
-    assert setting == r"checkpoint_fit = dict(ignore_keys=[r'neck\.fpn_convs\.0\.conv\.weight$', r'rpn_head\.rpn_conv\.bias$'])"
+    assert setting == ("checkpoint_fit = dict(ignore_keys=[r'neck\\.fpn_convs\\.0\\.conv\\.weight$', "
+                       "r'rpn_head\\.rpn_conv\\.bias$'])")
     exec(setting, {}, namespace := {})
     cfg.checkpoint_fit = namespace['checkpoint_fit']
     kept = check_checkpoint_fits(model, checkpoint, ignore_patterns(cfg), 'load_from', model_cfg=cfg.model)
@@ -152,4 +154,12 @@ def test_imagenet_style_class_folders_must_be_the_classes(classes, message, tmp_
     cfg = load_config(CLS_CONFIG, {'train_dataloader.dataset.metainfo.classes': classes}, data_root=root)
     (tmp_path / 'folders' / 'meta' / 'train.txt').unlink()  # read the class folders
     with pytest.raises(ToolError, match=rf'^train_dataloader\.dataset: {message}'):
+        load_datasets(cfg, ['train_dataloader'])
+
+
+def test_a_segmentation_palette_that_does_not_match_the_classes_is_named(shapes_ade20k):
+    cfg = load_config(SEG_CONFIG, {'train_dataloader.dataset.metainfo.classes': ('background', 'square', 'circle')},
+                      data_root=shapes_ade20k)  # the palette keeps the config's 4 colours
+    with pytest.raises(ToolError, match=r'^train_dataloader\.dataset \(BaseSegDataset\): palette does not match '
+                                        r"classes as metainfo is \{'classes': \('background', 'square', 'circle'\)"):
         load_datasets(cfg, ['train_dataloader'])

@@ -366,12 +366,16 @@ def test_tools_refuse_a_checkpoint_with_non_finite_weights(tool_name, nan_classi
 KAT_UPERNET = osp.join(REPO, 'configs', 'kat', 'upernet_kat-{}_8xb2-160k_ade20k-512x512.py')
 
 
-def test_a_kat_t_backbone_in_the_kat_s_upernet_config_is_one_line():
-    # It used to fail at the first forward with a raw convolution shape error.
-    cfg = load_config(KAT_UPERNET.format('small'), {'model.backbone.arch': 'tiny'})
-    with pytest.raises(ToolError, match=re.escape(
-            'model.neck.in_channels=[384, 384, 384, 384] but model.backbone (KAT, its embed_dims=192) outputs '
-            '[192, 192, 192, 192] channels')):
+@pytest.mark.parametrize('config, message', [
+    # A KAT-T backbone in the KAT-S UperNet config: a raw convolution shape error at the first forward before.
+    (KAT_UPERNET.format('small'), 'model.neck.in_channels=[384, 384, 384, 384] but model.backbone (KAT, its '
+                                  'embed_dims=192) outputs [192, 192, 192, 192] channels'),
+    (osp.join(REPO, 'configs', 'katdet', 'mask-rcnn_katdet-small_simplefpn_3x_coco.py'),
+     'model.neck.in_channels=384 but model.backbone (KATDet, its embed_dims=192) outputs 192 channels'),
+])
+def test_a_neck_that_does_not_take_the_backbone_channels_is_one_line(config, message):
+    cfg = load_config(config, {'model.backbone.arch': 'tiny'})
+    with pytest.raises(ToolError, match='^' + re.escape(message)):
         check_feature_channels(cfg, build_model_for_checks(cfg))
 
 
@@ -381,4 +385,5 @@ def test_kat_upernet_configs_take_the_backbone_channels(arch, parameters):
     model = build_model_for_checks(cfg)
     check_feature_channels(cfg, model)
     # The metafile's count (tools/analysis_tools/get_flops.py: without the auxiliary head).
-    assert sum(p.numel() for name, p in model.named_parameters() if not name.startswith('auxiliary_head.')) == parameters
+    counted = [p for name, p in model.named_parameters() if not name.startswith('auxiliary_head.')]
+    assert sum(p.numel() for p in counted) == parameters

@@ -11,7 +11,6 @@ Exit status: 0 when every dataset is fine, 1 when files are bad (one line each o
 """
 import argparse
 import os
-import os.path as osp
 import sys
 
 from mmengine.config import DictAction
