@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.hooks import CheckpointHook
-from mmengine.optim import OptimWrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, Runner, TestLoop, ValLoop
 from torch import nn
@@ -141,6 +141,8 @@ def _check_new_argument(cfg: Config, key: str, where: str, node: dict, argument:
     names = accepted_arguments(target) if target is not None else None
     if names is None:
         return  # an unknown class, or one that takes any keyword: nothing to check against
+    if where == 'optim_wrapper':  # tools/train.py --amp makes it an AmpOptimWrapper after the check
+        names += [name for name in accepted_arguments(AmpOptimWrapper) or [] if name not in names]
     # Arguments the builders fill in themselves are no settings.
     names = [n for n in names if n not in ('runner', 'dataloader', 'evaluator', 'params', 'optimizer')]
     if argument not in names:
