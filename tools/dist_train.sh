@@ -2,6 +2,7 @@
 # Multi-GPU (and multi-node) training with torchrun:
 #   tools/dist_train.sh CONFIG GPUS [train.py options]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+# Python: PYTHON=/path/to/python, else the active environment, else the checkout's .venv.
 set -euo pipefail
 CONFIG=$1
 GPUS=$2
@@ -9,7 +10,7 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
+source "$(dirname "$0")/python_env.sh"  # sets PYTHON
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
 "$PYTHON" -m torch.distributed.run \

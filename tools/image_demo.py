@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from mmengine.config import DictAction
 
-from mmrkan.apis import ToolError, exit_on_user_error, load_config
+from mmrkan.apis import ToolError, build_model_for_checks, check_checkpoint_fits, exit_on_user_error, load_config
+from mmrkan.apis.checkpoint_fit import ignore_patterns
 
 IMAGE_FORMATS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -49,6 +50,8 @@ def predict_and_draw(image: str, config: str, checkpoint: str, device: str, scor
     scope = cfg.default_scope
     if score_thr is not None and scope != 'mmdet':
         raise ToolError(f'--score-thr is for detectors; {config} is a {scope} config')
+    if checkpoint is not None:  # the inferencers load any checkpoint with strict=False
+        check_checkpoint_fits(build_model_for_checks(cfg), checkpoint, ignore_patterns(cfg))
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
         inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)

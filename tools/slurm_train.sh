@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Training on a slurm cluster:
 #   [GPUS=16] tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
+# Python: PYTHON=/path/to/python, else the active environment, else the checkout's .venv.
 set -euxo pipefail
 PARTITION=$1
 JOB_NAME=$2
@@ -10,7 +11,7 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
+source "$(dirname "$0")/python_env.sh"  # sets PYTHON
 
 PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
 srun -p "$PARTITION" \

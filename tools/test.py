@@ -79,8 +79,8 @@ def main() -> None:
     if args.out:
         add_dump_metric(cfg, args.out)
 
-    check_before_run(cfg, 'test')
-    runner = build_runner(cfg)
+    hooks = check_before_run(cfg, 'test')
+    runner = build_runner(cfg, hooks)
     runner.test()
 
 

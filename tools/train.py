@@ -69,8 +69,8 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    check_before_run(cfg, 'train')
-    runner = build_runner(cfg)
+    hooks = check_before_run(cfg, 'train')
+    runner = build_runner(cfg, hooks)
     runner.train()
 
 

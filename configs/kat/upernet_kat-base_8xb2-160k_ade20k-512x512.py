@@ -6,10 +6,11 @@
 #       pretrain/kat-base_in1k-segmentation.pth --task segmentation
 _base_ = './upernet_kat-small_8xb2-160k_ade20k-512x512.py'
 
+embed_dims = 768  # KAT-B's width: the neck and the heads take it
 model = dict(
     backbone=dict(
         arch='base',
         init_cfg=dict(checkpoint='pretrain/kat-base_in1k-segmentation.pth')),
-    neck=dict(in_channels=[768, 768, 768, 768], out_channels=768),
-    decode_head=dict(in_channels=[768, 768, 768, 768]),
-    auxiliary_head=dict(in_channels=768))
+    neck=dict(in_channels=[embed_dims] * 4, out_channels=embed_dims),
+    decode_head=dict(in_channels=[embed_dims] * 4),
+    auxiliary_head=dict(in_channels=embed_dims))

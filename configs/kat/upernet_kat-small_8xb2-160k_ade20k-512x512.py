@@ -7,6 +7,9 @@
 _base_ = 'mmseg::vit/vit_deit-s16_mln_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmrkan'], allow_failed_imports=False)
 
+# The backbone's width (KAT-T 192, KAT-S 384, KAT-B 768): the neck and the heads take it. A
+# config for another arch sets both (tools/train.py refuses a neck that does not fit the backbone).
+embed_dims = 384
 model = dict(
     pretrained=None,
     backbone=dict(
@@ -19,6 +22,9 @@ model = dict(
         final_norm=False,
         drop_path_rate=0.1,
         init_cfg=dict(
-            type='Pretrained', checkpoint='pretrain/kat-small_in1k-segmentation.pth')))
+            type='Pretrained', checkpoint='pretrain/kat-small_in1k-segmentation.pth')),
+    neck=dict(in_channels=[embed_dims] * 4, out_channels=embed_dims),
+    decode_head=dict(in_channels=[embed_dims] * 4),
+    auxiliary_head=dict(in_channels=embed_dims))
 
 optim_wrapper = dict(optimizer=dict(lr=1e-4))

@@ -1,8 +1,9 @@
 """Checks of a task config that the tools run before the Runner's long set-up.
 
 Each check raises :class:`ToolError` with one sentence naming the setting, its value and what
-is allowed: an unknown ``--cfg-options`` key, a model the config cannot build, a missing data
-root, annotation file or image folder of a dataloader or evaluator, a missing pretrained
+is allowed (with the nearest valid name where there is one): an unknown ``--cfg-options`` key, a
+model the config cannot build, a neck whose input channels are not the backbone's, a missing
+data root, annotation file or image folder of a dataloader or evaluator, a missing pretrained
 checkpoint of an ``init_cfg``.
 """
 import copy
@@ -10,16 +11,20 @@ import difflib
 import inspect
 import os
 import os.path as osp
+import re
 import sys
-from typing import Any, Iterator, List, Sequence, Tuple
+import warnings
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.hooks import CheckpointHook
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import Runner
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, Runner, TestLoop, ValLoop
 from torch import nn
 
-from .errors import ToolError, building_classes, describe_exception
+from .errors import ToolError, building_classes, describe_exception, innermost_build
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 EVALUATORS = ('val_evaluator', 'test_evaluator')
@@ -50,8 +55,57 @@ OUTSIDE_MODEL_REGISTRIES = ('LOOPS', 'HOOKS', 'OPTIM_WRAPPERS', 'OPTIMIZERS', 'P
                             'DATASETS', 'TRANSFORMS', 'DATA_SAMPLERS', 'METRICS', 'EVALUATOR',
                             'VISUALIZERS', 'VISBACKENDS', 'LOG_PROCESSORS')
 # Keys that mmengine's builders take out of such a dict before calling its class.
-BUILDER_KEYS = frozenset({'type', '_scope_', 'priority', 'convert_to_iter_based', 'constructor',
-                          'paramwise_cfg'})
+BUILDER_KEYS = frozenset({'type', '_scope_', 'priority', 'convert_to_iter_based', 'epoch_length',
+                          'constructor', 'paramwise_cfg'})
+# Classes whose ``**kwargs`` go to another function than a base class's ``__init__``, and the
+# arguments they accept that way: CheckpointHook passes them to Runner.save_checkpoint, all of
+# whose arguments it already sets itself.
+KWARGS_PASSED_ON: Dict[type, Tuple[str, ...]] = {CheckpointHook: ()}
+
+
+def _untyped_class(path: str, node: dict) -> Optional[Tuple[Any, str]]:
+    """The class the Runner builds from a top-level dict without a ``type``, and why."""
+    if path == 'train_cfg':
+        by_epoch = bool(node.get('by_epoch'))
+        return (EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop), f' (by_epoch={by_epoch})'
+    chosen = {'val_cfg': ValLoop, 'test_cfg': TestLoop, 'optim_wrapper': OptimWrapper,
+              'randomness': Runner.set_randomness}
+    return (chosen[path], '') if path in chosen else None
+
+
+def accepted_arguments(target: Any) -> Optional[List[str]]:
+    """The keyword arguments ``target(...)`` accepts, following ``**kwargs`` through the base
+    classes' ``__init__`` (the ``super().__init__(**kwargs)`` convention), or None when
+    anything is accepted (a ``**kwargs`` that goes nowhere known)."""
+    if not inspect.isclass(target):
+        try:
+            parameters = inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return None
+        return [name for name in parameters if name != 'self']
+    names: List[str] = []
+    for owner, passed_on in KWARGS_PASSED_ON.items():
+        if issubclass(target, owner):
+            extra: Optional[Tuple[str, ...]] = passed_on
+            break
+    else:
+        extra = None
+    for klass in target.__mro__:
+        if '__init__' not in vars(klass) or klass is object:
+            continue
+        try:
+            parameters = inspect.signature(vars(klass)['__init__']).parameters
+        except (TypeError, ValueError):
+            return None
+        names += [name for name, p in parameters.items()
+                  if name != 'self' and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return names
+        if extra is not None:
+            return names + [name for name in extra if name not in names]
+    return None  # **kwargs reach object.__init__ only through a class that handles them itself
 
 
 def _registered(type_name: Any, scope: Any) -> Any:
@@ -68,20 +122,31 @@ def _registered(type_name: Any, scope: Any) -> Any:
 
 
 def _check_new_argument(cfg: Config, key: str, where: str, node: dict, argument: str) -> None:
-    """Refuse a new key of a typed dict (``train_cfg.max_epoch``) that its class does not take:
-    otherwise the Runner fails on it only when it builds that part, long after the start."""
-    if 'type' not in node or argument in BUILDER_KEYS:
+    """Refuse a new key of a dict that the Runner turns into an object (``train_cfg.max_epoch``)
+    that the receiving class does not take: otherwise the Runner fails on it only when it builds
+    that part, long after the start (a checkpoint hook's argument: at the first save). Dicts
+    with a ``type`` name their class; for a few without one the Runner chooses it."""
+    if argument in BUILDER_KEYS:
         return
-    target = _registered(node['type'], cfg.get('default_scope'))
-    try:
-        parameters = inspect.signature(target).parameters if target is not None else None
-    except (TypeError, ValueError):
-        parameters = None
-    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+    if 'type' in node:
+        target = _registered(node['type'], cfg.get('default_scope'))
+        what = f'{where} is a {node["type"]}'
+    else:
+        untyped = _untyped_class(where, node)
+        if untyped is None or (where == 'train_cfg' and argument == 'by_epoch'):
+            return
+        target, reason = untyped
+        verb = 'builds a {} from it' if inspect.isclass(target) else 'passes it to {}'
+        what = f'{where} has no type, so the Runner {verb.format(target.__qualname__)}{reason}'
+    names = accepted_arguments(target) if target is not None else None
+    if names is None:
         return  # an unknown class, or one that takes any keyword: nothing to check against
-    names = [name for name in parameters if name != 'self']
+    if where == 'optim_wrapper':  # tools/train.py --amp makes it an AmpOptimWrapper after the check
+        names += [name for name in accepted_arguments(AmpOptimWrapper) or [] if name not in names]
+    # Arguments the builders fill in themselves are no settings.
+    names = [n for n in names if n not in ('runner', 'dataloader', 'evaluator', 'params', 'optimizer')]
     if argument not in names:
-        raise ToolError(f'--cfg-options {key}: {where} is a {node["type"]}, which takes no '
+        raise ToolError(f'--cfg-options {key}: {what}, which takes no '
                         f'{argument!r}; {_describe(dict.fromkeys(names), argument)}')
 
 
@@ -326,7 +391,45 @@ def build_model_for_checks(cfg: Config) -> nn.Module:
             with torch.random.fork_rng(devices=[]):
                 return MODELS.build(model_cfg)
     except BUILD_ERRORS as error:
-        raise ToolError(f'{_where(cfg, error)}: {describe_exception(error)}') from error
+        raise ToolError(f'{_where(cfg, error)}: {describe_exception(error)}{_suggestion(error)}') from error
+
+
+def _init_argument_names(cls: type) -> List[str]:
+    """Every named argument of the ``__init__`` methods along ``cls``'s MRO."""
+    names: List[str] = []
+    for klass in cls.__mro__:
+        if '__init__' in vars(klass) and klass is not object:
+            try:
+                parameters = inspect.signature(vars(klass)['__init__']).parameters
+            except (TypeError, ValueError):
+                continue
+            names += [name for name in parameters if name != 'self' and name not in names]
+    return names
+
+
+def _registry_names(registry: Any) -> List[str]:
+    names: List[str] = []
+    while registry is not None:
+        names += list(getattr(registry, 'module_dict', {}))
+        registry = getattr(registry, 'parent', None)
+    return names
+
+
+_UNEXPECTED_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def _suggestion(error: BaseException) -> str:
+    """``; did you mean 'X'?`` for a misspelt argument or type name of a model config."""
+    built, registry, type_name = innermost_build(error)
+    match = _UNEXPECTED_ARGUMENT.search(str(error)) if isinstance(error, TypeError) else None
+    if match is not None and built is not None:
+        wrong, names = match.group(1), _init_argument_names(built)
+    elif isinstance(error, KeyError) and built is None and type_name is not None:
+        wrong, names = type_name.rsplit('.', 1)[-1], _registry_names(registry)
+    else:
+        return ''
+    close = difflib.get_close_matches(wrong, names, n=3)
+    return f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
 
 
 def _where(cfg: Config, error: BaseException) -> str:
@@ -336,3 +439,65 @@ def _where(cfg: Config, error: BaseException) -> str:
         if paths:
             return f'{" or ".join(paths)} ({class_name})'
     return 'model'
+
+
+# Input of the backbone's meta-device forward: large enough for 32x downsampling, and the cost
+# on the meta device hardly depends on it.
+_PROBE_SIZE = 64
+
+
+def _expected_inputs(cfg: Config) -> Iterator[Tuple[str, Any, Any]]:
+    """``(setting, channels it expects, which backbone outputs)`` of what reads the backbone's
+    features: the neck (``in_channels``: a list for all outputs, a number for the last one, as
+    ViTDet's simple pyramid), else the mmseg heads (by their ``in_index``)."""
+    model = cfg.model
+    neck = model.get('neck')
+    if isinstance(neck, dict):
+        if 'in_channels' in neck:
+            yield 'model.neck.in_channels', neck['in_channels'], None
+        return
+    heads = [('decode_head', model.get('decode_head'))]
+    auxiliary = model.get('auxiliary_head')
+    heads += [(f'auxiliary_head.{i}', h) for i, h in enumerate(auxiliary)] if isinstance(
+        auxiliary, (list, tuple)) else [('auxiliary_head', auxiliary)]
+    for name, head in heads:
+        if isinstance(head, dict) and 'in_channels' in head and 'in_index' in head:
+            yield f'model.{name}.in_channels', head['in_channels'], head['in_index']
+
+
+def check_feature_channels(cfg: Config, model: nn.Module) -> None:
+    """Refuse a neck (or mmseg head) whose ``in_channels`` are not the channels of the backbone's
+    outputs (e.g. a KAT-T backbone, 192 channels, in a KAT-S UperNet config, 384), which
+    otherwise fails at the first forward with a raw convolution shape error. The backbone runs
+    once on the meta device (no compute); a backbone that cannot is not checked."""
+    backbone = getattr(model, 'backbone', None)
+    expected = list(_expected_inputs(cfg))
+    if backbone is None or not expected or any(p.device.type != 'meta' for p in backbone.parameters()):
+        return
+    channels = getattr(backbone, 'in_channels', 3)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter('ignore')  # e.g. "mmrkan._ext has no meta kernels"
+            outputs = backbone(torch.empty(1, channels if isinstance(channels, int) else 3,
+                                           _PROBE_SIZE, _PROBE_SIZE, device='meta'))
+    except Exception:  # noqa: B902 - not a check this backbone can take; the Runner's forward will
+        return
+    outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    if not all(isinstance(o, torch.Tensor) and o.dim() == 4 for o in outputs):
+        return
+    produced = [int(o.shape[1]) for o in outputs]
+    for setting, wanted, index in expected:
+        if index is not None:
+            indices = index if isinstance(index, (list, tuple)) else [index]
+            if not all(isinstance(i, int) and -len(produced) <= i < len(produced) for i in indices):
+                continue
+            got = [produced[i] for i in indices]
+            got = got if isinstance(index, (list, tuple)) else got[0]
+        else:
+            got = produced if isinstance(wanted, (list, tuple)) else produced[-1]
+        if (list(wanted) if isinstance(wanted, (list, tuple)) else wanted) != got:
+            width = getattr(backbone, 'embed_dims', None)
+            note = f', its embed_dims={width}' if isinstance(width, int) else ''
+            raise ToolError(f'{setting}={wanted} but model.backbone ({type(backbone).__name__}{note}) '
+                            f'outputs {got} channels: set {setting} (and the in_channels of what '
+                            'follows it) to the backbone\'s channels')

@@ -1,9 +1,10 @@
 """What tools/train.py and tools/test.py share: loading a task config, checking everything
-that can be checked before the Runner's long set-up, and building the Runner."""
+that can be checked before the Runner's long set-up, and building the Runner with the hooks
+that keep a run safe (divergence, data load errors, fine-tuning on other classes)."""
 import copy
 import os
 import os.path as osp
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -11,10 +12,11 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmrkan.registry import TASK_SCOPES
-from .checkpoint_fit import check_checkpoint_fits, ignore_patterns
-from .config_checks import (build_model_for_checks, check_cfg_option_keys, check_data,
+from .checkpoint_fit import check_checkpoint_fits, check_init_checkpoints, ignore_patterns
+from .config_checks import (build_model_for_checks, check_cfg_option_keys, check_data, check_feature_channels,
                             check_pretrained_files, set_data_root)
-from .errors import ToolError
+from .data_checks import check_head_classes, load_datasets, use_fresh_logger
+from .errors import ToolError, warn
 
 RUN_MODES = ('train', 'test')
 
@@ -68,26 +70,51 @@ def _latest_checkpoint(work_dir: str) -> Optional[str]:
     return checkpoint
 
 
-def check_before_run(cfg: Config, mode: str) -> None:
+def _configured(cfg: Config, hook_type: str) -> bool:
+    return any(isinstance(h, dict) and str(h.get('type', '')).rsplit('.', 1)[-1] == hook_type
+               for h in cfg.get('custom_hooks') or [])
+
+
+def check_before_run(cfg: Config, mode: str) -> List[dict]:
     """Everything the tools can check before the Runner's set-up, in one-line errors: the
-    model builds, the data of the run exists, pretrained checkpoints of the ``init_cfg`` exist
-    (training only: testing loads all weights), and the checkpoint to load, resume or test
-    fits the model."""
+    model builds and its neck takes the backbone's channels; the data of the run exists, its
+    annotations load, name existing files and the config's classes (also the heads'); the
+    pretrained checkpoints of the ``init_cfg`` exist and fit (training only: testing loads all
+    weights); the checkpoint to load, resume or test fits the model and is finite.
+
+    Returns:
+        The hooks the run needs, for :func:`build_runner`: a data load error names its files;
+        training stops at the first non-finite loss or gradient norm (unless ``custom_hooks``
+        configures ``DivergenceCheckHook`` itself); with ``load_from`` on another number of
+        classes, the task heads keep their initialisation (one warning line lists them).
+    """
     if mode not in RUN_MODES:
         raise ValueError(f'mode={mode!r} is not supported; allowed: {RUN_MODES}')
+    use_fresh_logger()
     patterns = ignore_patterns(cfg)
     model = build_model_for_checks(cfg)
+    check_feature_channels(cfg, model)
     if mode == 'train':
         with_val = cfg.get('val_cfg') is not None and cfg.get('val_dataloader') is not None
-        check_data(cfg, ['train_dataloader'] + ['val_dataloader'] * with_val, ['val_evaluator'] * with_val)
+        loaders = ['train_dataloader'] + ['val_dataloader'] * with_val
+        check_data(cfg, loaders, ['val_evaluator'] * with_val)
         check_pretrained_files(cfg)
+        check_init_checkpoints(cfg, model)
     else:
-        check_data(cfg, ['test_dataloader'], ['test_evaluator'])
+        loaders = ['test_dataloader']
+        check_data(cfg, loaders, ['test_evaluator'])
+    check_head_classes(cfg, model, load_datasets(cfg, loaders))
 
+    hooks = [dict(type='DataLoadErrorHook')]
+    if mode == 'train' and not _configured(cfg, 'DivergenceCheckHook'):
+        hooks.append(dict(type='DivergenceCheckHook'))
     if mode == 'test':
         checkpoint, setting = cfg.load_from, 'checkpoint'
     elif cfg.get('resume') and cfg.get('load_from') is None:
         checkpoint, setting = _latest_checkpoint(cfg.work_dir), '--resume'
+        if checkpoint is None:
+            warn(f'--resume: {cfg.work_dir} holds no checkpoint to resume (no last_checkpoint file): '
+                 'training starts from scratch there')
     else:
         checkpoint = cfg.get('load_from')
         setting = '--resume' if cfg.get('resume') else 'load_from'
@@ -95,14 +122,29 @@ def check_before_run(cfg: Config, mode: str) -> None:
         if '://' not in checkpoint and not osp.exists(osp.expanduser(checkpoint)):
             raise ToolError(f'{setting} {checkpoint!r} does not exist (working directory {os.getcwd()})')
         if '://' not in checkpoint:
-            check_checkpoint_fits(model, checkpoint, patterns, setting)
+            other_classes = check_checkpoint_fits(
+                model, checkpoint, patterns, setting, model_cfg=cfg.model if setting == 'load_from' else None,
+                report_dir=cfg.get('work_dir'))
+            if other_classes:
+                ours, theirs = sorted({c[0] for c in other_classes.values()}), sorted(
+                    {c[1] for c in other_classes.values()})
+                warn(f'load_from {checkpoint}: {len(other_classes)} keys of the task heads are for '
+                     f'{"/".join(map(str, theirs))} classes there, {"/".join(map(str, ours))} in the config, '
+                     f'and keep their initialisation: {", ".join(sorted(other_classes))}')
+                hooks.append(dict(type='KeepInitialisedKeysHook', keys=sorted(other_classes)))
+    return hooks
 
 
-def build_runner(cfg: Config) -> Runner:
-    """Build the Runner the config asks for (``runner_type``) or mmengine's default one."""
+def build_runner(cfg: Config, hooks: Sequence[dict] = ()) -> Runner:
+    """Build the Runner the config asks for (``runner_type``) or mmengine's default one, with
+    ``hooks`` (what :func:`check_before_run` returns) registered; the config itself, which the
+    Runner saves in the work dir, is left as the user wrote it."""
     if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
         _setup_cpu_distributed(cfg)
-    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    for hook in hooks:
+        runner.register_hook(copy.deepcopy(hook))
+    return runner
 
 
 def _setup_cpu_distributed(cfg: Config) -> None:

@@ -9,6 +9,7 @@ from typing import Tuple
 
 import pytest
 import torch
+import yaml
 from mmengine.config import Config
 
 from mmrkan.analysis import build_task_model, model_complexity
@@ -72,6 +73,17 @@ def test_get_flops_of_the_kat_demo_classifier(capsys):
             expected.flops) == 4 * 2 * 65 * 65 * 64
 
 
+def test_get_flops_measures_at_the_configs_own_input_size(capsys):
+    # The demo classifier works at 64 px (224 px before: 177 M FLOPs); its metafile's count.
+    with open(osp.join(REPO, 'configs', 'demo', 'metafile.yml')) as f:
+        (entry, ) = [e for e in yaml.safe_load(f)['Models'] if e['Name'] == 'kat-micro_shapes-imagenet-64px']
+    status, out, err = run_tool(capsys, 'get_flops', KAT_CLS)
+    assert status == 0, err[-3000:]
+    assert "Input shape: (1, 3, 64, 64) (the test pipeline's ResizeEdge scale=64)" in out
+    assert entry['Metadata']['Input Size'] == '64x64'
+    assert printed_number(r'\(([\d,]+) multiply-adds\)', out) == entry['Metadata']['FLOPs']
+
+
 @pytest.mark.parametrize('config, shape, kan_op, input_shape', [
     (RKAN_DET, (64, 96), 'kan_conv2d', '(1, 3, 64, 96)'),
     (KAT_SEG, (64, 64), 'group_rational', '(1, 3, 64, 64)'),
@@ -109,7 +121,7 @@ def test_unknown_option_exits_2_from_the_command_line():
                                            (RKAN_DET, (64, 96))])
 def test_benchmark_compares_with_the_baseline(capsys, config, shape):
     status, out, err = run_tool(capsys, 'benchmark', config, '--device', 'cpu', '--batch', 2,
-                                '--shape', *shape, '--iters', 1, '--warmup', 0,
+                                '--shape', *shape, '--iters', 1, '--warmup', 0, '--repeats', 1,
                                 '--compare-baseline')
     assert status == 0, err[-3000:]
     for mode in ('train', 'inference'):
@@ -120,11 +132,36 @@ def test_benchmark_compares_with_the_baseline(capsys, config, shape):
 
 def test_benchmark_baseline_of_rkan_is_the_wrapped_resnet(capsys, rkan18_config):
     status, out, err = run_tool(capsys, 'benchmark', rkan18_config, '--batch', 2, '--shape', 64,
-                                '--iters', 2, '--warmup', 1, '--compare-baseline',
+                                '--iters', 2, '--warmup', 1, '--repeats', 2, '--compare-baseline',
                                 '--device', 'cpu')
     assert status == 0, err[-3000:]
     assert 'baseline (11.690M params)' in out  # ResNet-18 ImageNet classifier
-    assert 'median of 2 timed steps after 1 warm-up steps' in out
+    assert 'median of 2 timed steps after 1 warm-up steps, 2 repeats' in out
+    assert re.search(r'train throughput ratio model / baseline: [\d.]+ \(repeats [\d.]+ to [\d.]+, spread '
+                     r'[\d.]+%\)', out), out
+
+
+@pytest.mark.parametrize('rates, warned', [
+    # images/s of (model, baseline) in three repeats: a quiet machine, then one whose load changed
+    ([(10.0, 20.0), (10.2, 20.0), (9.9, 20.1)], False),
+    ([(10.0, 20.0), (36.8, 10.0), (5.6, 10.0)], True),
+])
+def test_benchmark_repeats_and_says_when_the_spread_makes_the_ratio_meaningless(rates, warned, capsys,
+                                                                                 monkeypatch):
+    measured = iter(rates * 2)  # training, then inference, for each repeat
+
+    def images_per_second(steps, batch_size, device, warmup, iters):
+        model, baseline = next(measured)
+        return {'model': model, 'baseline': baseline}
+
+    monkeypatch.setattr('mmrkan.analysis.images_per_second', images_per_second)
+    status, out, err = run_tool(capsys, 'benchmark', KAT_CLS, '--device', 'cpu', '--batch', 1, '--shape', 32,
+                                '--compare-baseline')
+    assert status == 0, err[-3000:]
+    ratios = sorted(m / b for m, b in rates)
+    assert (f'train throughput ratio model / baseline: {ratios[1]:.3f} (repeats {ratios[0]:.3f} to '
+            f'{ratios[2]:.3f}, spread {(ratios[2] - ratios[0]) / ratios[1]:.1%})') in out
+    assert ('the machine\'s load changed during the measurement, so this ratio is not meaningful' in err) is warned
 
 
 def test_benchmark_errors(capsys, tmp_path):

@@ -143,3 +143,41 @@ def test_resume_after_interruption_matches_uninterrupted_run(deterministic_cls_c
     for step, (loss, lr) in expected.items():
         assert got[step][1] == pytest.approx(lr), f'lr differs at iteration {step}'
         assert got[step][0] == pytest.approx(loss, rel=1e-5), f'loss differs at iteration {step}'
+
+
+CHECKOUT_PYTHON = osp.join(REPO, '.venv', 'bin', 'python')
+
+
+def without_active_environment(path: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ('VIRTUAL_ENV', 'CONDA_PREFIX', 'PYTHON')}
+    env['PATH'] = path
+    return env
+
+
+@pytest.mark.skipif(not osp.exists(CHECKOUT_PYTHON), reason='the checkout has no .venv (tools/setup_env.sh makes it)')
+def test_launch_scripts_use_the_checkouts_environment_when_none_is_active(tmp_path):
+    # `python` on PATH is a system python without torch ("No module named 'torch'" before).
+    fake = tmp_path / 'bin' / 'python'
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "No module named torch" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    env = without_active_environment(f'{fake.parent}:/usr/bin:/bin')
+    result = subprocess.run(['bash', 'tools/dist_train.sh', CLS_CONFIG, '1', '--help'], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'usage: train.py' in result.stdout
+
+
+@pytest.mark.parametrize('env, expected', [
+    ({}, CHECKOUT_PYTHON),
+    ({'PYTHON': '/opt/py/bin/python3'}, '/opt/py/bin/python3'),
+    ({'VIRTUAL_ENV': '/somewhere/venv'}, 'python'),
+    ({'CONDA_PREFIX': '/opt/conda/envs/x'}, 'python'),
+])
+def test_which_python_the_launch_scripts_run(env, expected):
+    if expected == CHECKOUT_PYTHON and not osp.exists(CHECKOUT_PYTHON):
+        pytest.skip('the checkout has no .venv')
+    result = subprocess.run(['bash', '-c', 'source tools/python_env.sh && echo "$PYTHON"'], cwd=REPO,
+                            env=dict(without_active_environment('/usr/bin:/bin'), **env), capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.strip() == expected, result.stderr

@@ -20,6 +20,7 @@ from mmrkan.models.backbones.kat_checkpoint import (convert_timm_kat, convert_ti
                                                     load_timm_state_dict)
 from mmrkan.ops import GroupRational
 from mmrkan.registry import task_registry
+from mmrkan.testing.tools import run_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ARCHS = {'tiny': (192, 3), 'small': (384, 6)}
@@ -184,3 +185,24 @@ def test_wrong_checkpoints_are_clear_errors():
     assert 'layers.0.ln1.weight' in convert_timm_kat(headless, task='detection')
     with pytest.raises(ValueError, match="task='det' is not supported"):
         convert_timm_kat(kat, task='det')
+
+
+def test_the_converters_classification_output_in_a_segmentation_config_names_the_task(
+        tmp_path, monkeypatch, capsys, shapes_ade20k):
+    # The converter's default (--task classification) fed to UperNet: a 40-line "196 missing keys"
+    # traceback at the Runner's initialisation; now one line before it, naming the --task to use.
+    src, dst = str(tmp_path / 'kat_tiny_patch16_224.pth'), str(tmp_path / 'kat-tiny_in1k.pth')
+    torch.save(timm_model('tiny', kan=True).state_dict(), src)
+    monkeypatch.setattr(sys, 'argv', ['kat_timm2mmrkan.py', src, dst])
+    _load_tool('kat_timm2mmrkan').main()
+    status, _, err = run_script(capsys, osp.join(REPO, 'tools', 'train.py'),
+                                osp.join(REPO, 'configs', 'kat', 'upernet_kat-tiny_8xb2-160k_ade20k-512x512.py'),
+                                '--work-dir', tmp_path / 'work', '--data-root', shapes_ade20k,
+                                '--cfg-options', f'model.backbone.init_cfg.checkpoint={dst}')
+    assert status == 2, err[-3000:]
+    error = err.strip().splitlines()[-1]
+    assert error.startswith(f"error: model.backbone.init_cfg.checkpoint='{dst}' does not fit model.backbone (KAT): "
+                            'the checkpoint does not fit this KAT (192 channels, 12 blocks)'), error
+    assert error.endswith('. It was converted with --task classification; this mmseg config needs --task '
+                          'segmentation: python tools/model_converters/kat_timm2mmrkan.py kat_tiny_patch16_224.pth '
+                          f'{dst} --task segmentation'), error

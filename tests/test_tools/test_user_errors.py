@@ -2,17 +2,20 @@
 (exit 2) before the Runner's set-up; ``--debug`` shows the traceback. Plus the checks behind
 them (checkpoint fit, ``--data-root``, ``--cfg-options`` keys) in-process."""
 import os.path as osp
+import re
 import subprocess
 
+import matplotlib.cbook
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
-from mmrkan.apis import ToolError, build_model_for_checks, check_checkpoint_fits, load_config, set_data_root
+from mmrkan.apis import (ToolError, build_model_for_checks, check_before_run, check_checkpoint_fits,
+                         check_feature_channels, load_config, set_data_root, set_work_dir)
 from mmrkan.apis.checkpoint_fit import ignore_patterns
 from mmrkan.engine.checkpoint import CheckpointError
-from mmrkan.testing.tools import run_python
+from mmrkan.testing.tools import run_python, run_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'configs', 'demo')
@@ -31,11 +34,13 @@ def tool(name: str) -> str:
 
 
 def expect_user_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """The run ended with exit 2 and exactly one line on stderr: ``error: ...`` with every fragment."""
+    """The run ended with exit 2 and exactly one line on stderr: ``error: ...`` with every fragment;
+    no deprecation warning of the packages we import (pkg_resources) on the screen."""
     assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith('error: ')]
     assert len(errors) == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert 'pkg_resources' not in result.stderr, result.stderr[-3000:]
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
     return errors[0]
@@ -119,6 +124,36 @@ def test_unknown_cfg_options_key(option, fragments):
         assert fragment in str(error.value)
 
 
+@pytest.mark.parametrize('option, message', [
+    # Dicts without a type, whose class the Runner chooses (the classifier's loops, the optim wrapper).
+    ('train_cfg.max_epoch', "train_cfg has no type, so the Runner builds a EpochBasedTrainLoop from it "
+                            "(by_epoch=True), which takes no 'max_epoch'; did you mean 'max_epochs'?"),
+    ('val_cfg.fp61', "val_cfg has no type, so the Runner builds a ValLoop from it, which takes no 'fp61'; "
+                     "did you mean 'fp16'?"),
+    ('optim_wrapper.clip_gradd', "optim_wrapper has no type, so the Runner builds a OptimWrapper from it, which "
+                                 "takes no 'clip_gradd'; did you mean 'clip_grad'?"),
+    # **kwargs that reach Runner.save_checkpoint (crashed at the first save) or a base class.
+    ('default_hooks.checkpoint.intervall', "default_hooks.checkpoint is a CheckpointHook, which takes no "
+                                           "'intervall'; did you mean 'interval'?"),
+    ('param_scheduler.1.eta_minn', "param_scheduler.1 is a CosineAnnealingLR, which takes no 'eta_minn'; did you "
+                                   "mean 'eta_min' or 'eta_min_ratio'?"),
+])
+def test_settings_of_the_class_that_finally_receives_them(option, message):
+    with pytest.raises(ToolError, match=f'^--cfg-options {option}: {re.escape(message)}'):
+        load_config(CLS_CONFIG, {option: 1})
+
+
+@pytest.mark.parametrize('option, suggestion', [
+    ({'model.head.num_clases': 2}, "got an unexpected keyword argument 'num_clases'; did you mean 'num_classes'?"),
+    ({'model.backbone.type': 'KATT'}, "KATT is not in the mmpretrain::model registry"),
+    ({'model.backbone.type': 'KATT'}, "; did you mean 'KAT' or 'KATDet'?"),
+])
+def test_model_refusals_suggest_the_nearest_name(option, suggestion):
+    with pytest.raises(ToolError) as error:
+        build_model_for_checks(load_config(CLS_CONFIG, option))
+    assert suggestion in str(error.value)
+
+
 # Data: dataloaders and evaluators.
 
 
@@ -157,9 +192,11 @@ def test_evaluating_a_checkpoint_of_another_model(plain_detector_checkpoint, sha
     result = run_tool(tool('test.py'), DET_CONFIG, plain_detector_checkpoint, '--work-dir', str(tmp_path),
                       '--data-root', shapes_coco)
     message = expect_user_error(result, f'checkpoint {plain_detector_checkpoint} does not fit the model',
-                                'model keys missing from it (backbone.backbone.conv1.weight',
-                                'keys the model does not have (backbone.conv1.weight', 'checkpoint_fit')
-    assert ' in all)' in message  # a few keys, then the count
+                                '116 model keys missing from it (backbone.backbone.conv1.weight',
+                                '120 keys the model does not have (backbone.conv1.weight',
+                                f'all 236 are listed in {tmp_path}/checkpoint_fit_plain_epoch_1.txt',
+                                r"checkpoint_fit = dict(ignore_keys=[r'backbone\.'])")
+    assert (tmp_path / 'checkpoint_fit_plain_epoch_1.txt').is_file(), message
 
 
 @pytest.mark.parametrize('how', ['resume', 'load_from'])
@@ -269,7 +306,84 @@ def test_data_root_refuses_several_datasets(tmp_path):
 def test_cfg_options_may_add_settings_and_runner_keys():
     assert 'model_wrapper_cfg' not in Config.fromfile(DET_CONFIG)
     cfg = load_config(DET_CONFIG, {'train_cfg.val_begin': 2, 'model_wrapper_cfg.type': 'MMDistributedDataParallel',
-                                   'default_hooks.checkpoint.anything': 1,  # CheckpointHook takes **kwargs
+                                   'default_hooks.checkpoint.save_last': False, 'param_scheduler.0.end_factor': 1.0,
                                    'model.backbone.init_cfg.type': 'Pretrained', 'param_scheduler.0.end': 3})
     assert cfg.train_cfg.val_begin == 2 and cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
     assert cfg.model.backbone.init_cfg.type == 'Pretrained' and cfg.param_scheduler[0].end == 3
+
+
+# Smaller traps.
+
+
+def test_resume_in_a_work_dir_without_checkpoints_says_so_and_starts_fresh(shapes_imagenet, tmp_path, capsys):
+    # A mistyped --work-dir used to start from scratch without a word (mmdet starts fresh too:
+    # preemptible jobs rely on it).
+    cfg = load_config(CLS_CONFIG, data_root=shapes_imagenet)
+    set_work_dir(cfg, str(tmp_path / 'typo'), CLS_CONFIG)
+    cfg.resume, cfg.load_from = True, None
+    capsys.readouterr()
+    hooks = check_before_run(cfg, 'train')
+    assert capsys.readouterr().err.splitlines() == [
+        f'warning: --resume: {tmp_path / "typo"} holds no checkpoint to resume (no last_checkpoint file): '
+        'training starts from scratch there']
+    assert [hook['type'] for hook in hooks] == ['DataLoadErrorHook', 'DivergenceCheckHook']
+
+
+PHOTO = str(matplotlib.cbook.get_sample_data('grace_hopper.jpg', asfileobj=False))
+
+
+def test_image_demo_refuses_another_models_checkpoint_in_one_line(plain_detector_checkpoint, capsys):
+    status, _, err = run_script(capsys, tool('image_demo.py'), PHOTO, DET_CONFIG, plain_detector_checkpoint,
+                                '--device', 'cpu')
+    assert status == 2, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith(f'error: checkpoint {plain_detector_checkpoint} does not fit '
+                                                   'the model: 116 model keys missing from it')
+
+
+@pytest.fixture(scope='module')
+def nan_classifier_checkpoint(tmp_path_factory) -> str:
+    """The last checkpoint of a run that diverged: every weight NaN."""
+    path = str(tmp_path_factory.mktemp('nan') / 'epoch_4.pth')
+    state_dict = build_model(CLS_CONFIG).state_dict()
+    torch.save({'state_dict': {k: v.float().fill_(float('nan')) if torch.is_floating_point(v) else v
+                               for k, v in state_dict.items()}}, path)
+    return path
+
+
+@pytest.mark.parametrize('tool_name', ['test.py', 'image_demo.py', 'analysis_tools/visualize_kan.py'])
+def test_tools_refuse_a_checkpoint_with_non_finite_weights(tool_name, nan_classifier_checkpoint, shapes_imagenet,
+                                                           capsys, tmp_path):
+    args = {'test.py': [CLS_CONFIG, nan_classifier_checkpoint, '--work-dir', tmp_path, '--data-root', shapes_imagenet],
+            'image_demo.py': [PHOTO, CLS_CONFIG, nan_classifier_checkpoint, '--device', 'cpu'],
+            'analysis_tools/visualize_kan.py': [nan_classifier_checkpoint, '--out-dir', tmp_path]}[tool_name]
+    status, out, err = run_script(capsys, tool(tool_name), *args)
+    assert status == 2, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith(f'error: checkpoint {nan_classifier_checkpoint} holds non-finite '
+                                                   'weights: 72 of its 72 tensors have NaN or infinite values')
+    assert not list(tmp_path.glob('*.png'))
+
+
+KAT_UPERNET = osp.join(REPO, 'configs', 'kat', 'upernet_kat-{}_8xb2-160k_ade20k-512x512.py')
+
+
+@pytest.mark.parametrize('config, message', [
+    # A KAT-T backbone in the KAT-S UperNet config: a raw convolution shape error at the first forward before.
+    (KAT_UPERNET.format('small'), 'model.neck.in_channels=[384, 384, 384, 384] but model.backbone (KAT, its '
+                                  'embed_dims=192) outputs [192, 192, 192, 192] channels'),
+    (osp.join(REPO, 'configs', 'katdet', 'mask-rcnn_katdet-small_simplefpn_3x_coco.py'),
+     'model.neck.in_channels=384 but model.backbone (KATDet, its embed_dims=192) outputs 192 channels'),
+])
+def test_a_neck_that_does_not_take_the_backbone_channels_is_one_line(config, message):
+    cfg = load_config(config, {'model.backbone.arch': 'tiny'})
+    with pytest.raises(ToolError, match='^' + re.escape(message)):
+        check_feature_channels(cfg, build_model_for_checks(cfg))
+
+
+@pytest.mark.parametrize('arch, parameters', [('tiny', 34774374), ('small', 57072294), ('base', 142365990)])
+def test_kat_upernet_configs_take_the_backbone_channels(arch, parameters):
+    cfg = Config.fromfile(KAT_UPERNET.format(arch))
+    model = build_model_for_checks(cfg)
+    check_feature_channels(cfg, model)
+    # The metafile's count (tools/analysis_tools/get_flops.py: without the auxiliary head).
+    counted = [p for name, p in model.named_parameters() if not name.startswith('auxiliary_head.')]
+    assert sum(p.numel() for p in counted) == parameters

@@ -12,6 +12,9 @@ reported. With ``--compare-baseline`` the baseline model (the KAN parts replaced
 replace, see :mod:`mmrkan.analysis.baseline`: an RKAN backbone by the CNN it wraps, GR-KAN
 mixers by GELU MLPs) is measured in the same run, the timed steps of the two models taking
 turns so that a change in the machine's load affects both alike, and the ratios are printed.
+The whole measurement is repeated ``--repeats`` times: the ratio printed is the median of the
+repeats, with their range; when the range is wider than ``--max-spread`` of the ratio (a machine
+whose load changed during the run) the tool says that the ratio is not meaningful.
 
 Examples::
 
@@ -21,6 +24,8 @@ Examples::
         --device cuda --batch 128 --iters 20 --compare-baseline
 """
 import argparse
+import statistics
+import sys
 from typing import Callable, Dict
 
 import torch
@@ -48,6 +53,11 @@ def parse_args() -> argparse.Namespace:
         '512x512 for segmentors, 800x1333 for detectors')
     parser.add_argument('--iters', type=int, default=10, help='timed steps per model and mode')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps per model and mode')
+    parser.add_argument('--repeats', type=int, default=3,
+                        help='measure this many times; the ratio is their median, with their range')
+    parser.add_argument('--max-spread', type=float, default=0.1,
+                        help='a range of the repeated ratios wider than this fraction of their median '
+                        'makes the ratio not meaningful (default 0.1)')
     parser.add_argument('--compare-baseline', action='store_true',
                         help='also measure the model without its KAN parts and print the ratios')
     parser.add_argument(
@@ -56,11 +66,13 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.shape is not None and len(args.shape) > 2:
         parser.error(f'--shape takes H [W], got {len(args.shape)} values')
-    for name in ('batch', 'iters'):
+    for name in ('batch', 'iters', 'repeats'):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f'--{name} must be at least 1')
     if args.warmup < 0:
         parser.error('--warmup must be at least 0')
+    if not args.max_spread > 0:
+        parser.error('--max-spread must be positive')
     return args
 
 
@@ -108,24 +120,35 @@ def main() -> None:
         models['baseline'] = build_baseline(cfg)
     steps = {name: make_steps(model, cfg, device, batch_size, shape)
              for name, model in models.items()}
-    rates = {
-        mode: images_per_second({name: model_steps[mode] for name, model_steps in steps.items()},
-                                batch_size, device, args.warmup, args.iters)
-        for mode in ('train', 'inference')
-    }
+    # repeats[mode][name]: images/s of each repeat.
+    repeats = {mode: {name: [] for name in models} for mode in ('train', 'inference')}
+    for repeat in range(args.repeats):
+        for mode, mode_repeats in repeats.items():
+            rates = images_per_second({name: model_steps[mode] for name, model_steps in steps.items()},
+                                      batch_size, device, args.warmup if repeat == 0 else 0, args.iters)
+            for name, rate in rates.items():
+                mode_repeats[name].append(rate)
 
     device_name = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
                    f'cpu, {torch.get_num_threads()} torch thread(s)')
     print(f'{args.config} on {device_name}: batch {batch_size}, {shape[0]}x{shape[1]}, median of '
-          f'{args.iters} timed steps after {args.warmup} warm-up steps')
+          f'{args.iters} timed steps after {args.warmup} warm-up steps, {args.repeats} repeats')
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters())
-        print(f'{name:>8} ({params / 1e6:.3f}M params): train {rates["train"][name]:.2f} img/s, '
-              f'inference {rates["inference"][name]:.2f} img/s')
+        print(f'{name:>8} ({params / 1e6:.3f}M params): train {statistics.median(repeats["train"][name]):.2f} '
+              f'img/s, inference {statistics.median(repeats["inference"][name]):.2f} img/s')
     if args.compare_baseline:
-        for mode, mode_rates in rates.items():
-            print(f'{mode} throughput ratio model / baseline: '
-                  f'{mode_rates["model"] / mode_rates["baseline"]:.3f}')
+        for mode, mode_repeats in repeats.items():
+            ratios = [m / b for m, b in zip(mode_repeats['model'], mode_repeats['baseline'])]
+            ratio = statistics.median(ratios)
+            spread = (max(ratios) - min(ratios)) / ratio
+            print(f'{mode} throughput ratio model / baseline: {ratio:.3f} (repeats {min(ratios):.3f} to '
+                  f'{max(ratios):.3f}, spread {spread:.1%})')
+            if spread > args.max_spread:
+                print(f'warning: the {mode} ratio varied by {spread:.1%} between repeats (more than '
+                      f'--max-spread {args.max_spread:.0%}): the machine\'s load changed during the '
+                      'measurement, so this ratio is not meaningful; measure on an idle machine, or with '
+                      'more --iters', file=sys.stderr)
 
 
 if __name__ == '__main__':

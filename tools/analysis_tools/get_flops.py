@@ -38,6 +38,7 @@ from torch import nn
 
 from mmrkan.analysis import DEFAULT_SHAPES, build_task_model, model_complexity, synthetic_batch
 from mmrkan.apis import ToolError, exit_on_user_error, load_config
+from mmrkan.apis.input_shape import config_input_shape
 from mmrkan.ops.library import has_kernel
 
 # mmseg's get_flops refuses these decode heads too: their tensor-mode forward needs data samples.
@@ -50,7 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='config file path')
     parser.add_argument(
         '--shape', type=int, nargs='+', metavar=('H', 'W'),
-        help='input height and width (one value: square); default: 224x224 for classifiers, '
+        help='input height and width (one value: square); default: the size of the config\'s '
+        'test pipeline (its last Resize, ResizeEdge or CenterCrop), else 224x224 for classifiers, '
         '512x512 for segmentors, 800x1333 for detectors')
     parser.add_argument('--count-attention', action='store_true',
                         help='also count the matrix products of scaled_dot_product_attention')
@@ -89,8 +91,11 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
     scope = cfg.default_scope
-    shape: Tuple[int, int] = DEFAULT_SHAPES[scope] if args.shape is None else (
-        args.shape[0], args.shape[-1])
+    if args.shape is not None:
+        shape: Tuple[int, int] = (args.shape[0], args.shape[-1])
+        origin = '--shape'
+    else:
+        shape, origin = config_input_shape(cfg) or (DEFAULT_SHAPES[scope], f'the {scope} default')
     if scope == 'mmseg':
         heads = cfg.model.get('decode_head') or []
         for head in heads if isinstance(heads, list) else [heads]:
@@ -121,7 +126,7 @@ def main() -> None:
                             for op, count in complexity.flops_by_operator.most_common())
     uncounted = ', '.join(f'{op} x{calls}' for op, calls in complexity.uncounted_ops.most_common())
     print(f'{split_line}\n'
-          f'Input shape: {tuple(data["inputs"].shape)}\n'
+          f'Input shape: {tuple(data["inputs"].shape)} ({origin})\n'
           f'Flops: {_format(complexity.flops)} ({complexity.flops:,} multiply-adds)\n'
           f'  by operator: {by_operator}\n'
           f'  not counted (no FLOP handle): {uncounted or "none"}\n'

@@ -24,7 +24,7 @@ from typing import Dict
 import torch
 
 from mmrkan.analysis import build_task_model, find_kan_layers, plot_kan_layers
-from mmrkan.apis import ToolError, exit_on_user_error, load_config
+from mmrkan.apis import ToolError, check_finite, exit_on_user_error, load_config
 from mmrkan.engine.checkpoint import safe_torch_load
 
 
@@ -70,6 +70,7 @@ def check_against_config(state_dict: Dict[str, torch.Tensor], config: str) -> No
 def main() -> None:
     args = parse_args()
     state_dict = read_state_dict(args.checkpoint)
+    check_finite(state_dict, args.checkpoint)  # a diverged run's curves would be empty plots
     if args.config is not None:
         check_against_config(state_dict, args.config)
     layers = find_kan_layers(state_dict)
