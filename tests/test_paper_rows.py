@@ -114,6 +114,10 @@ def test_row_builds_with_the_papers_count(row):
             assert tuple(model(inputs, mode='tensor').shape) == (1, cfg.model.head.num_classes)
         else:
             assert len(model.extract_feat(inputs)) == cfg.model.neck.num_outs
+    if cfg.default_scope == 'mmpretrain':
+        # MixUp and CutMix mix one-hot labels of the data preprocessor's width.
+        assert cfg.data_preprocessor.num_classes == cfg.model.head.num_classes, \
+            f'{row["config"]}: data_preprocessor.num_classes differs from the head\'s'
     if 'extra_modules' in row:
         module_types = tuple(getattr(nn, name) for name in row['extra_modules'])
         held = sum(p.numel() for module in model.modules() if isinstance(module, module_types)
