@@ -2,21 +2,26 @@
 generated data on the CPU.
 
 - Configs outside ``configs/rkan`` (demo, KAT, KATDet) each train one iteration.
-- ``configs/rkan`` holds the RKAN paper's zoo: ~60 full-size models (up to 128M parameters) on
+- ``configs/rkan`` holds the RKAN paper's zoo: ~90 full-size models (up to 146M parameters) on
   six recipes (CIFAR-100, Tiny ImageNet, Food-101, ImageNet, COCO and ADE20K). One iteration of
-  each would cost minutes of CI on 2 cores, and most of them would run no code that another does
-  not: RKANet-101-6xL differs from RKANet-101-2xL in a width, ResNet-152 from ResNet-101 in a
-  depth, the CIFAR-100 ResNet-101 from the Tiny ImageNet one in its data. So ``REPRESENTATIVES``
-  train one iteration: at least one config of every training recipe (task, dataset, pipeline,
-  normalisation, batch augments, optimizer, schedule: :func:`~mmrkan.testing.zoo.recipe_key`) and
-  one of every kind of model (the backbone config without its sizes: depth within a block type,
-  widths, groups, arch, classes, RKAN reduce factor and expansion:
-  :func:`~mmrkan.testing.zoo.backbone_kind`), the cheapest of each where it can. Every other zoo
-  config builds its full model on the meta device and runs a forward pass there (shapes only: a
-  wrong head width or stage count fails): here, or in tests/test_paper_rows.py for the configs
-  of the paper's table rows, which also checks their parameter counts.
+  each would cost many minutes of CI on 2 cores, and most of them would run no code that another
+  does not: RKANet-101-6xL differs from RKANet-101-2xL in a width, ResNet-152 from ResNet-101 in
+  a depth, RegNetY-32GF from RegNetY-3.2GF in its arch, the CIFAR-100 ResNet-101 from the Tiny
+  ImageNet one in its data. So ``REPRESENTATIVES`` train one iteration: at least one config of
+  every training recipe (task, dataset, pipeline, normalisation, batch augments, optimizer,
+  schedule: :func:`~mmrkan.testing.zoo.recipe_key`) and one of every kind of model (the backbone
+  config without its sizes: depth within a block type, widths, groups, arch, classes, RKAN
+  reduce factor and expansion: :func:`~mmrkan.testing.zoo.backbone_kind`), the smallest config
+  of each kind: a new kind's representative is its config with the fewest parameters (for
+  RegNetY the 19M-parameter RegNetY-3.2GF on ImageNet, never the 142M-parameter 32GF; for an
+  attention ResNet its 50-layer ImageNet config, not the 101-layer CIFAR-100 one). Every other
+  zoo config builds its full model on the meta device and runs a forward pass there (shapes
+  only: a wrong head width or stage count fails): here, or in tests/test_paper_rows.py for the
+  configs of the paper's table rows, which also checks their parameter counts.
   ``test_representatives_cover_every_recipe_and_model_kind`` fails when a config brings a recipe
-  or a kind of model that no representative trains.
+  or a kind of model that no representative trains, and
+  ``test_each_kind_of_model_trains_through_its_smallest_config`` when a kind's representative
+  is not its smallest config (parameters as configs/rkan/metafile.yml states them).
 """
 import functools
 import glob
@@ -49,6 +54,7 @@ REPRESENTATIVES = {
         'resnext-50-32x4d_8xb16_tiny-imagenet-160px',
         'rkanext-50-32x4d_8xb16_tiny-imagenet-160px',
         'densenet-121_8xb16_tiny-imagenet-160px',
+        'rkan-densenet-121_8xb16_tiny-imagenet-160px',
         'regnetx-3.2gf_8xb16_tiny-imagenet-160px',
         'rkan-regnetx-3.2gf-r1_8xb16_tiny-imagenet-160px',
         # CIFAR-100; the comparison backbones
@@ -59,13 +65,36 @@ REPRESENTATIVES = {
         # Food-101; ResNet (bottlenecks) and RKANet
         'resnet-50_8xb16_food101-224px',
         'rkanet-50_8xb16_food101-224px',
-        # ImageNet; RKAN-DenseNet, RKANet-E (two branches), the RBF basis
-        'rkan-densenet-121_8xb32_in1k',
+        # CIFAR-100 only: PyramidNet
+        'pyramidnet-101_8xb16_cifar100-128px',
+        # ImageNet; RKANet-E (two branches), the RBF basis
         'rkanet-50-e_8xb32_in1k',
         'rkanet-50-rbf_8xb32_in1k',
-        # COCO (the paper's recipe, and the older config without its colour jitter); ADE20K
+        # ImageNet; the attention ResNets (plug-ins of mmdet's ResNet) and RegNetY, plain and RKAN:
+        # their smallest configs (ECA, SA and ELA also have 101-layer CIFAR-100 rows; RegNetY
+        # also 8GF and 32GF Tiny ImageNet and CIFAR-100 rows)
+        'senet-50_8xb32_in1k',
+        'rkan-senet-50_8xb32_in1k',
+        'ecanet-50_8xb32_in1k',
+        'rkan-ecanet-50_8xb32_in1k',
+        'sanet-50_8xb32_in1k',
+        'rkan-sanet-50_8xb32_in1k',
+        'ela-l-50_8xb32_in1k',
+        'rkan-ela-l-50_8xb32_in1k',
+        'simam-50_8xb32_in1k',
+        'rkan-simam-50_8xb32_in1k',
+        'cbam-50_8xb32_in1k',
+        'rkan-cbam-50_8xb32_in1k',
+        'regnety-3.2gf_8xb32_in1k',
+        'rkan-regnety-3.2gf_8xb32_in1k',
+        # COCO: ResNet-50 and RKANet-50 Mask R-CNN, and the attention backbones of the COCO table
         'mask-rcnn_resnet-50_fpn_1x_coco',
         'mask-rcnn_rkanet-50_fpn_1x_coco',
+        'mask-rcnn_senet-50_fpn_1x_coco',
+        'mask-rcnn_rkan-senet-50_fpn_1x_coco',
+        'mask-rcnn_ecanet-50_fpn_1x_coco',
+        'mask-rcnn_sanet-50_fpn_1x_coco',
+        # ADE20K
         'upernet_rkanet-50_4xb4-160k_ade20k-512x512',
     )
 }
@@ -80,6 +109,10 @@ SHAPE_CHECKED = [p for p in NOT_TRAINED if p not in PAPER_ROW_CONFIGS]
 
 def config_id(path: str) -> str:
     return osp.relpath(path, osp.join(REPO, 'configs'))
+
+
+def config_name(path: str) -> str:
+    return osp.splitext(osp.basename(path))[0]
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,6 +170,14 @@ def test_config_builds_and_runs_on_the_meta_device(config_path):
             assert len(features) == cfg.model.neck.num_outs
 
 
+@functools.lru_cache(maxsize=None)
+def zoo_parameters() -> dict:
+    """Config name -> parameter count, as configs/rkan/metafile.yml states it (tests/test_paper_rows.py
+    checks the statement against the built model for every paper row)."""
+    with open(osp.join(REPO, 'configs', 'rkan', 'metafile.yml')) as f:
+        return {entry['Name']: entry['Metadata']['Parameters'] for entry in yaml.safe_load(f)['Models']}
+
+
 def test_representatives_cover_every_recipe_and_model_kind():
     trained_recipes = {recipe_key(load(path)) for path in REPRESENTATIVES}
     trained_kinds = {backbone_kind(load(path)) for path in REPRESENTATIVES}
@@ -146,3 +187,19 @@ def test_representatives_cover_every_recipe_and_model_kind():
                  if key(load(path)) not in trained]
     assert not untrained, ('no representative trains the recipe or kind of model of these configs; add one '
                            f'of each to REPRESENTATIVES: {untrained}')
+
+
+def test_each_kind_of_model_trains_through_its_smallest_config():
+    """The one-iteration training of a kind of model costs what its smallest config costs: e.g.
+    RegNetY trains as the 19M-parameter RegNetY-3.2GF, never as the 142M-parameter 32GF."""
+    parameters = zoo_parameters()
+    configs_of_kind = {}
+    for path in ZOO:
+        configs_of_kind.setdefault(backbone_kind(load(path)), []).append(path)
+    too_large = []
+    for paths in configs_of_kind.values():
+        trained = [path for path in paths if path in REPRESENTATIVES]
+        smallest = min(paths, key=lambda path: parameters[config_name(path)])
+        if trained and min(parameters[config_name(path)] for path in trained) > parameters[config_name(smallest)]:
+            too_large.append((sorted(map(config_id, trained)), config_id(smallest)))
+    assert not too_large, f'train the smallest config of each kind instead (trained, smallest): {too_large}'

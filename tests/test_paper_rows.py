@@ -3,12 +3,14 @@
 Every row that names a config: its full model is built on the meta device (parameters without
 storage, nothing initialised: ~0.1-2 s instead of seconds and gigabytes), runs a forward pass
 there (shapes), and its parameter count, less the ``extra_params`` that an OpenMMLab building
-block adds to the authors' model, rounds to the printed count; the RKAN settings the paper gives
-for the row are the config's; configs/rkan/metafile.yml states the same count and the paper's
-result. The rows of one table train with one recipe, and each COCO backbone has the layout of the
-ImageNet classifier its config loads. Rows without a config say why (``pending``), and the README
-lists them, as it lists the rows built with extra parameters. One-iteration training of these
-configs: tests/test_configs.py.
+block adds to the authors' model or that the authors' counting tool leaves out, rounds to the
+printed count; where the row names the module types holding those parameters
+(``extra_modules``), they hold exactly that many. The RKAN settings the paper gives for the row
+are the config's; configs/rkan/metafile.yml states the same count and the paper's result. The
+rows of one table train with one recipe, the paper's for the classification tables, and each
+COCO backbone has the layout of the ImageNet classifier its config loads. Rows without a config say why (``pending``), and the README lists
+them, as it lists the rows built with extra parameters. One-iteration training of these configs:
+tests/test_configs.py.
 """
 import functools
 import inspect
@@ -19,6 +21,7 @@ from typing import Dict, List, Optional
 import pytest
 import torch
 import yaml
+from torch import nn
 from mmengine.config import Config
 
 from mmrkan.models.backbones.rkan import RKAN
@@ -31,13 +34,12 @@ with open(osp.join(REPO, 'tests', 'data', 'paper_rows.yml')) as f:
     ROWS: List[dict] = yaml.safe_load(f)
 TABLES = ('CIFAR-100', 'Tiny ImageNet', 'ImageNet', 'COCO')
 RKAN_SETTINGS = ('basis', 'reduce_factor', 'expansion', 'stages')
-KEYS = {'table', 'model', 'params_m', 'config', 'pending', 'extra_params', 'extra_reason', 'paper_top1',
-        'paper_box_ap', 'paper_mask_ap', *RKAN_SETTINGS}
-# Configs whose recipe differs from the rest of their table, and why.
-RECIPE_EXCEPTIONS = {
-    'mask-rcnn_rkanet-50_fpn_1x_coco': 'older than configs/_base_/mask-rcnn_r50_fpn_1x_coco-640.py: no random '
-                                       'scaling, no colour jitter',
-}
+KEYS = {'table', 'model', 'params_m', 'config', 'pending', 'extra_params', 'extra_reason', 'extra_modules',
+        'paper_top1', 'paper_box_ap', 'paper_mask_ap', *RKAN_SETTINGS}
+# The paper's classification recipe: SGD with Nesterov momentum 0.9, lr 0.05 for its batch of 128
+# raised linearly from 0.005 over 10 epochs then cosine, torchvision's RandAugment(2, 9), MixUp
+# (alpha 0.2, p 0.3) and CutMix (p 0.5); per table, the epochs and the weight decay.
+PAPER_RECIPES = {'CIFAR-100': (200, 5e-4), 'Tiny ImageNet': (200, 5e-4), 'ImageNet': (100, 1e-4)}
 BUILT = [row for row in ROWS if row.get('config')]
 COCO = [row for row in BUILT if row['table'] == 'COCO']
 
@@ -92,6 +94,10 @@ def test_rows_are_well_formed():
         else:
             assert row.get('pending'), f'{name} has no config: say why in `pending`'
         assert ('extra_params' in row) == ('extra_reason' in row), f'{name}: extra_params needs extra_reason'
+        if 'extra_modules' in row:
+            assert 'extra_params' in row, f'{name}: extra_modules names the modules of extra_params'
+            unknown = [module for module in row['extra_modules'] if not isinstance(getattr(nn, module, None), type)]
+            assert not unknown, f'{name}: extra_modules {unknown} are not torch.nn module types'
         if row['model'].startswith('RKAN') and row.get('config'):
             assert 'stages' in row and {'reduce_factor', 'expansion'} & set(row), \
                 f'{name}: an RKAN row states its stages and its reduce factor or expansion'
@@ -108,6 +114,16 @@ def test_row_builds_with_the_papers_count(row):
             assert tuple(model(inputs, mode='tensor').shape) == (1, cfg.model.head.num_classes)
         else:
             assert len(model.extract_feat(inputs)) == cfg.model.neck.num_outs
+    if cfg.default_scope == 'mmpretrain':
+        # MixUp and CutMix mix one-hot labels of the data preprocessor's width.
+        assert cfg.data_preprocessor.num_classes == cfg.model.head.num_classes, \
+            f'{row["config"]}: data_preprocessor.num_classes differs from the head\'s'
+    if 'extra_modules' in row:
+        module_types = tuple(getattr(nn, name) for name in row['extra_modules'])
+        held = sum(p.numel() for module in model.modules() if isinstance(module, module_types)
+                   for p in module.parameters(recurse=False))
+        assert held == row['extra_params'], \
+            f'{row_id(row)}: its {row["extra_modules"]} modules hold {held:,} parameters, not extra_params'
     if row['params_m'] is not None:
         paper_count = count - row.get('extra_params', 0)
         assert round(paper_count / 1e6, 2) == row['params_m'], \
@@ -136,9 +152,31 @@ def test_row_has_the_papers_rkan_settings(row):
 def test_the_rows_of_a_table_train_with_one_recipe(table):
     recipes = {}
     for row in BUILT:
-        if row['table'] == table and row['config'] not in RECIPE_EXCEPTIONS:
+        if row['table'] == table:
             recipes.setdefault(recipe_key(load(row['config'])), []).append(row['config'])
     assert len(recipes) == 1, f'{table}: the configs differ in their recipe: {list(recipes.values())}'
+
+
+@pytest.mark.parametrize('table', PAPER_RECIPES)
+def test_the_classification_tables_train_with_the_papers_recipe(table):
+    epochs, weight_decay = PAPER_RECIPES[table]
+    # One config stands for its table: the rows of a table share one recipe (tested above).
+    cfg = load(next(row['config'] for row in BUILT if row['table'] == table))
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.momentum, optimizer.nesterov, optimizer.weight_decay) == \
+        ('SGD', 0.9, True, weight_decay)
+    # The configs' batch is 8 GPUs x batch_size; the lr scales linearly with it.
+    assert cfg.auto_scale_lr.base_batch_size == 8 * cfg.train_dataloader.batch_size
+    assert optimizer.lr * 128 / cfg.auto_scale_lr.base_batch_size == pytest.approx(0.05)
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.begin, warmup.end) == ('LinearLR', 0.1, 0, 10)
+    assert (cosine.type, cosine.begin, cosine.end, cfg.train_cfg.max_epochs) == ('CosineAnnealingLR', 10, epochs, epochs)
+    rand_augment = Config.fromfile(
+        osp.join(REPO, 'configs', '_base_', 'datasets', 'torchvision-randaugment-m9.py')).rand_augment
+    assert rand_augment in cfg.train_dataloader.dataset.pipeline, f'{table}: not torchvision\'s RandAugment(2, 9)'
+    batch_augments = cfg.data_preprocessor.get('batch_augments') or cfg.model.train_cfg
+    assert batch_augments.augments == [dict(type='Mixup', alpha=0.2), dict(type='CutMix', alpha=1.0)]
+    assert batch_augments.probs == [0.3, 0.5]
 
 
 @pytest.mark.parametrize('row', COCO, ids=map(row_id, COCO))

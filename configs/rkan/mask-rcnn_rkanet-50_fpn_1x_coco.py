@@ -1,17 +1,15 @@
-# Mask R-CNN with an RKANet-50 backbone, the RKAN paper's COCO recipe: 12 epochs, SGD lr 0.01
-# for a batch of 8 (e.g. 4 GPUs x 2 images), weight decay 1e-4, lr x0.1 after epochs 8 and 11,
-# shorter side 640, random flip.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmrkan'], allow_failed_imports=False)
+# Mask R-CNN with an RKANet-50 FPN, the RKAN paper's COCO recipe; the whole backbone, RKAN branch
+# included, from the ImageNet classifier of configs/rkan/rkanet-50_8xb32_in1k.py.
+_base_ = '../_base_/mask-rcnn_r50_fpn_1x_coco-640.py'
 
-# The ImageNet classifier of configs/rkan/rkanet-50_8xb32_in1k.py: its whole backbone, RKAN
-# branch included, has the layout of this one.
 pretrained = 'work_dirs/rkanet-50_8xb32_in1k/epoch_100.pth'
 
 model = dict(
     backbone=dict(
         _delete_=True,
         type='RKAN',
+        # The base's ResNet-50 without its torchvision init_cfg: the checkpoint below initialises
+        # the whole backbone.
         backbone=dict(
             type='ResNet',
             depth=50,
@@ -23,29 +21,8 @@ model = dict(
             norm_eval=False,
             style='pytorch'),
         stages=(3, ),
+        # The branch's BatchNorms are trained too.
         norm_cfg=dict(type='BN', requires_grad=True),
         # The branch BatchNorm statistics train too (the default follows norm_eval above).
         branch_norm_eval=False,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=(1333, 640), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=(1333, 640), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
-train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
-optim_wrapper = dict(optimizer=dict(lr=0.01, momentum=0.9, weight_decay=1e-4))
-auto_scale_lr = dict(base_batch_size=8)

@@ -1,0 +1,11 @@
+# RKAN-RegNetY-3.2GF on ImageNet-1k: RegNetY-3.2GF with an RKAN branch on stage 4 (index 3),
+# reduce factor 2.
+_base_ = './regnety-3.2gf_8xb32_in1k.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='RKAN',
+        backbone={{_base_.model.backbone}},
+        stages=(3, ),
+        reduce_factor=2))
