@@ -34,7 +34,7 @@ def test_documented_costs():
     assert kan_conv2d_flops_per_output(2) == 36  # degree 1: no recursion
     assert kan_conv2d_flops_per_output(3, 'rbf') == 9 * 13
     with pytest.raises(ValueError, match='basis'):
-        kan_conv2d_flops_per_output(3, 'legendre')
+        kan_conv2d_flops_per_output(3, 'spline')
 
 
 def test_group_rational_flops_in_the_kat_demo_classifier():
