@@ -139,8 +139,8 @@ def normalize_windows(taps: torch.Tensor, normalization: str, norm_scale: Option
 
     min-max: ties go to the first tap (``argmin``/``argmax``), which alone gets the gradient of
     the minimum/maximum. standardization: the standard deviation (Bessel-corrected) has gradient
-    0 where it is 0, i.e. ``d std / dx = 0`` for a constant window, the limit of the gradient of
-    ``t`` as the window tends to a constant one.
+    0 where it is 0 (written out, not left to ``torch.std``'s backward), the limit of the
+    gradient of ``t`` as the window tends to a constant one.
     """
     if normalization == 'none':
         return taps

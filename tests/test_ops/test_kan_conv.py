@@ -735,3 +735,43 @@ def test_cuda_backward_is_deterministic(cuda_kernel):
     second = grads(kan_conv2d, inputs, grad_out, stride=2)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------ ONNX export
+class _Families(torch.nn.Module):
+    """Every family and normalisation in one model, for the export test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = torch.nn.ModuleList([
+            KANConv2d(basis='rbf', num_bumps=3),
+            KANConv2d(basis='b_spline', degree=2, grid_size=3, skip_activation=False),
+            KANConv2d(basis='legendre', normalization='min-max', stride=2),
+            KANConv2d(basis='jacobi', normalization='standardization'),
+            KANConv2d(basis='hermite', degree=2, normalization='arctan'),
+        ])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = torch.tanh(conv(x))  # keeps the values in the bases' ranges
+        return x
+
+
+def test_every_family_exports_to_standard_onnx(tmp_path, cpu_kernel):
+    """ONNX export runs the references (standard operators); onnxruntime then reproduces the
+    kernels' outputs. The TorchScript-based exporter only: the dynamo one takes ~20 s more (it
+    exports this model as well; tests/test_tools/test_pytorch2onnx.py runs both exporters)."""
+    onnx = pytest.importorskip('onnx')
+    onnxruntime = pytest.importorskip('onnxruntime')
+    torch.manual_seed(0)
+    model = _Families().eval()
+    x = torch.randn(2, 3, 9, 7)
+    with torch.no_grad():
+        expected = model(x)
+    path = str(tmp_path / 'families.onnx')
+    torch.onnx.export(model, (x, ), path, dynamo=False, input_names=['x'])
+    graph = onnx.load(path)
+    assert {node.domain for node in graph.graph.node} <= {'', 'ai.onnx'}
+    session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+    got, = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-5)

@@ -521,6 +521,7 @@ struct ChunkBuffers {
   std::vector<T> grad_x;       // backward only
   std::vector<T> scratch;      // evaluate_basis's
   std::vector<Bits<T>> cells;  // evaluate_basis's
+  std::vector<Bits<T>> window_indices;  // window path, min-max backward: argmin, argmax
 
   ChunkBuffers(const ConvShape& s, const Basis<T>& basis, bool backward)
       : length(s.planes_per_chunk * s.padded_size),
@@ -539,10 +540,12 @@ struct ChunkBuffers {
     } else {
       taps.resize(kNumTaps * outputs);
       grad_taps.resize(backward ? kNumTaps * outputs : 0);
-      // 4 statistics, t, then K values and K derivatives.
-      window.resize((5 + 2 * s.num_functions) * outputs);
+      // 3 statistics, t, then K values and K derivatives.
+      window.resize((4 + 2 * s.num_functions) * outputs);
       scratch.resize(basis.scratch_per_element() * outputs);
       cells.resize(basis.cells_per_element() * outputs);
+      window_indices.resize(backward && s.normalization == KanNormalization::kMinMax
+                                ? 2 * outputs : 0);
     }
   }
 
@@ -551,10 +554,10 @@ struct ChunkBuffers {
   T* tap(int64_t p) { return taps.data() + p * (features.empty() ? outputs : length); }
   T* grad_tap(int64_t p) { return grad_taps.data() + p * outputs; }
   T* statistic(int64_t i) { return window.data() + i * outputs; }
-  T* window_t() { return window.data() + 4 * outputs; }
-  T* window_values() { return window.data() + 5 * outputs; }
+  T* window_t() { return window.data() + 3 * outputs; }
+  T* window_values() { return window.data() + 4 * outputs; }
   T* window_derivatives(int64_t num_functions) {
-    return window.data() + (5 + num_functions) * outputs;
+    return window.data() + (4 + num_functions) * outputs;
   }
   const T* activated() const { return activation.empty() ? x.data() : activation.data(); }
 };
@@ -723,38 +726,45 @@ MMRKAN_CPU_MULTIVERSION void pixel_backward_chunk(const scalar_t* x, const scala
 }
 
 // ---------------------------------------------------------------------------------------------
-// Window path. Statistics per output: arctan: mean; min-max: min, 1 / (max - min + eps) and the
-// first taps holding the min and the max; standardization: mean, 1 / (std + eps), 1 / (8 std)
-// (0 where std = 0).
+// Window path. Statistics per output: arctan: mean; min-max: min, 1 / (max - min + eps) and,
+// for the backward, the first taps holding the min and the max; standardization: mean,
+// 1 / (std + eps), 1 / (8 std) (0 where std = 0).
 
 template <typename T>
-MMRKAN_CPU_MULTIVERSION void window_statistics(const ConvShape& s, int64_t n,
+MMRKAN_CPU_MULTIVERSION void window_statistics(const ConvShape& s, int64_t n, bool backward,
                                                ChunkBuffers<T>& b) {
   T* stat0 = b.statistic(0);
   T* stat1 = b.statistic(1);
   T* stat2 = b.statistic(2);
-  T* stat3 = b.statistic(3);
   const T eps = static_cast<T>(kNormalizationEps);
   if (s.normalization == KanNormalization::kMinMax) {
-    // Strict comparisons in tap order: ties go to the first tap (as torch.argmin / argmax).
     std::copy(b.tap(0), b.tap(0) + n, stat0);
     std::copy(b.tap(0), b.tap(0) + n, stat1);
-    std::fill(stat2, stat2 + n, T(0));
-    std::fill(stat3, stat3 + n, T(0));
     for (int64_t p = 1; p < kNumTaps; ++p) {
       const T* v = b.tap(p);
-      const T index = static_cast<T>(p);
 #pragma omp simd
       for (int64_t o = 0; o < n; ++o) {
-        const bool lower = v[o] < stat0[o];
-        const bool higher = v[o] > stat1[o];
-        stat0[o] = lower ? v[o] : stat0[o];
-        stat2[o] = lower ? index : stat2[o];
-        stat1[o] = higher ? v[o] : stat1[o];
-        stat3[o] = higher ? index : stat3[o];
+        stat0[o] = v[o] < stat0[o] ? v[o] : stat0[o];
+        stat1[o] = v[o] > stat1[o] ? v[o] : stat1[o];
       }
     }
-    // stat0 = min, stat1 = 1 / (max - min + eps), stat2 = argmin, stat3 = argmax.
+    if (backward) {
+      // The first tap equal to the min / max (as torch.argmin / argmax): taps in reverse order,
+      // each overwriting; equality on the bit patterns of v + 0, which makes -0 equal to +0.
+      Bits<T>* argmin = b.window_indices.data();
+      Bits<T>* argmax = argmin + b.outputs;
+      for (int64_t p = kNumTaps - 1; p >= 0; --p) {
+        const T* v = b.tap(p);
+        const Bits<T> index = static_cast<Bits<T>>(p);
+#pragma omp simd
+        for (int64_t o = 0; o < n; ++o) {
+          const Bits<T> value = bits_of(v[o] + T(0));
+          argmin[o] = value == bits_of(stat0[o] + T(0)) ? index : argmin[o];
+          argmax[o] = value == bits_of(stat1[o] + T(0)) ? index : argmax[o];
+        }
+      }
+    }
+    // stat0 = min, stat1 = 1 / (max - min + eps).
 #pragma omp simd
     for (int64_t o = 0; o < n; ++o) stat1[o] = T(1) / (stat1[o] - stat0[o] + eps);
     return;
@@ -774,11 +784,14 @@ MMRKAN_CPU_MULTIVERSION void window_statistics(const ConvShape& s, int64_t n,
 #pragma omp simd
       for (int64_t o = 0; o < n; ++o) stat1[o] += (v[o] - stat0[o]) * (v[o] - stat0[o]);
     }
+    // A loop of its own: std::sqrt's errno handling keeps a loop from vectorising.
+    for (int64_t o = 0; o < n; ++o) stat1[o] = std::sqrt(stat1[o] / T(kNumTaps - 1));
 #pragma omp simd
     for (int64_t o = 0; o < n; ++o) {
-      const T std = std::sqrt(stat1[o] / T(kNumTaps - 1));
+      const T std = stat1[o];
+      const T inverse = T(1) / (T(kNumTaps - 1) * std);  // inf where std = 0: not selected
       stat1[o] = T(1) / (std + eps);
-      stat2[o] = std > T(0) ? T(1) / (T(kNumTaps - 1) * std) : T(0);
+      stat2[o] = select(bits_of(std) > 0, inverse, T(0));  // std >= 0
     }
   }
 }
@@ -838,7 +851,7 @@ MMRKAN_CPU_MULTIVERSION void window_forward_chunk(const scalar_t* x, int64_t cou
     silu_values(b.x.data(), count * s.padded_size, b.activation.data(), static_cast<T*>(nullptr));
   }
   gather_window_taps(n, s, origins, b);
-  window_statistics(s, n, b);
+  window_statistics(s, n, /*backward=*/false, b);
   T* y = b.work.data();
   const T* activated = b.activated();
   for (int64_t o = 0; o < n; ++o) {
@@ -872,7 +885,8 @@ MMRKAN_CPU_MULTIVERSION T window_grad_taps(const ConvShape& s, int64_t n, T scal
   const T* stat0 = b.statistic(0);
   const T* stat1 = b.statistic(1);
   const T* stat2 = b.statistic(2);
-  const T* stat3 = b.statistic(3);
+  const Bits<T>* argmin = b.window_indices.data();
+  const Bits<T>* argmax = argmin + b.outputs;
   T* sum_g = b.window_t();  // sum_p G_p
   T* moment = b.window_values();  // sum_p G_p (x_p - centre)
   std::fill(sum_g, sum_g + n, T(0));
@@ -889,7 +903,7 @@ MMRKAN_CPU_MULTIVERSION T window_grad_taps(const ConvShape& s, int64_t n, T scal
   T grad_scale = 0;
   for (int64_t q = 0; q < kNumTaps; ++q) {
     T* g = b.grad_tap(q);
-    const T index = static_cast<T>(q);
+    const Bits<T> index = static_cast<Bits<T>>(q);
     switch (s.normalization) {
       case KanNormalization::kArctan:
         // dt_p/dx_q = slope_p scale (delta_pq - 1/9).
@@ -904,9 +918,10 @@ MMRKAN_CPU_MULTIVERSION T window_grad_taps(const ConvShape& s, int64_t n, T scal
 #pragma omp simd
         for (int64_t o = 0; o < n; ++o) {
           const T r = stat1[o];
-          const T at_min = stat2[o] == index ? T(2) * r * (r * moment[o] - sum_g[o]) : T(0);
-          const T at_max = stat3[o] == index ? T(-2) * r * r * moment[o] : T(0);
-          g[o] = T(2) * r * g[o] + at_min + at_max;
+          const T at_min = T(2) * r * (r * moment[o] - sum_g[o]);
+          const T at_max = T(-2) * r * r * moment[o];
+          g[o] = T(2) * r * g[o] + select(argmin[o] == index, at_min, T(0)) +
+                 select(argmax[o] == index, at_max, T(0));
         }
         break;
       default: {  // standardization
@@ -944,7 +959,7 @@ MMRKAN_CPU_MULTIVERSION void window_backward_chunk(const scalar_t* x, const scal
     std::fill(act_derivative, act_derivative + length, T(1));
   }
   gather_window_taps(n, s, origins, b);
-  window_statistics(s, n, b);
+  window_statistics(s, n, /*backward=*/true, b);
 
   // Base term: dL/dact(x) per padded pixel (in b.work) and dL/dbase_weight.
   T* grad_act = b.work.data();
@@ -970,7 +985,7 @@ MMRKAN_CPU_MULTIVERSION void window_backward_chunk(const scalar_t* x, const scal
     T* grad_t = b.grad_tap(p);
     window_normalize(s, n, p, scale, b, grad_t);  // arctan: grad_t = dt/du for now
     evaluate_basis(basis, b.window_t(), n, values, n, derivatives, b.scratch.data(), b.cells.data());
-    T* sum = b.statistic(4);  // = window_t(), free once the basis is evaluated
+    T* sum = b.window_t();  // free once the basis is evaluated
     std::fill(sum, sum + n, T(0));
     for (int64_t k = 0; k < s.num_functions; ++k) {
       const T w = kernel[p * s.num_features + 1 + k];
