@@ -104,11 +104,15 @@ template <int M, int N>
 constexpr int kNumSums = M + 1 + N;
 
 // grad_x of segments [begin, end); adds their per-group sums to sums[group][kNumSums].
+// The sums are named scalars, up to the highest order (7, 6): an `omp simd` reduction of scalars
+// vectorises into registers, one of an array does not (3x slower). Terms beyond (M, N) are
+// removed at compile time.
 template <int M, int N, typename scalar_t, typename T>
 MMRKAN_CPU_MULTIVERSION void backward_segments(const scalar_t* x, const scalar_t* grad_out,
                                                const T* numerator, const T* denominator,
                                                const Shape& shape, int64_t begin, int64_t end,
                                                scalar_t* grad_x, T* sums) {
+  static_assert(M <= 7 && N <= 6, "backward_segments has sums up to the order (7, 6)");
   constexpr int kSums = kNumSums<M, N>;
   for (int64_t segment = begin; segment < end; ++segment) {
     const int64_t group = segment % shape.groups;
@@ -117,8 +121,11 @@ MMRKAN_CPU_MULTIVERSION void backward_segments(const scalar_t* x, const scalar_t
     const scalar_t* xs = x + offset;
     const scalar_t* gs = grad_out + offset;
     scalar_t* gxs = grad_x + offset;
-    T segment_sums[kSums] = {};
-#pragma omp simd reduction(+ : segment_sums[:kSums])
+    // da0..da7: sums of g / Q x^k; db1..db6: sums of -g P / Q^2 |x|^k.
+    T da0 = 0, da1 = 0, da2 = 0, da3 = 0, da4 = 0, da5 = 0, da6 = 0, da7 = 0;
+    T db1 = 0, db2 = 0, db3 = 0, db4 = 0, db5 = 0, db6 = 0;
+#pragma omp simd reduction(+ : da0, da1, da2, da3, da4, da5, da6, da7, db1, db2, db3, db4, \
+                               db5, db6)
     for (int64_t j = 0; j < shape.segment_size; ++j) {
       const T v = static_cast<T>(xs[j]);
       const T g = static_cast<T>(gs[j]);
@@ -126,11 +133,13 @@ MMRKAN_CPU_MULTIVERSION void backward_segments(const scalar_t* x, const scalar_t
       const T abs_v = v * sign;
       // P, P' and Q - 1 = |x| q, Q' = s(x) dq by Horner's scheme.
       T p = c.a[M], dp = T(0);
+#pragma GCC unroll 8
       for (int k = M - 1; k >= 0; --k) {
         dp = dp * v + p;
         p = p * v + c.a[k];
       }
       T q = c.abs_b[N - 1], dq = T(0);
+#pragma GCC unroll 8
       for (int k = N - 2; k >= 0; --k) {
         dq = dq * abs_v + q;
         q = q * abs_v + c.abs_b[k];
@@ -140,19 +149,29 @@ MMRKAN_CPU_MULTIVERSION void backward_segments(const scalar_t* x, const scalar_t
       const T f = p * inv_q;
       const T g_over_q = g * inv_q;
       gxs[j] = static_cast<scalar_t>(g_over_q * (dp - sign * dq * f));
-      T power = g_over_q;  // g / Q * x^k
-      for (int k = 0; k <= M; ++k) {
-        segment_sums[k] += power;
-        power *= v;
-      }
-      T abs_power = -g_over_q * f * abs_v;  // -g P / Q^2 |x|^k
-      for (int k = 0; k < N; ++k) {
-        segment_sums[M + 1 + k] += abs_power;
-        abs_power *= abs_v;
-      }
+      const T v2 = v * v, v3 = v2 * v, v4 = v2 * v2;
+      da0 += g_over_q;
+      da1 += g_over_q * v;
+      da2 += g_over_q * v2;
+      da3 += g_over_q * v3;
+      if (M >= 4) da4 += g_over_q * v4;
+      if (M >= 5) da5 += g_over_q * v4 * v;
+      if (M >= 6) da6 += g_over_q * v4 * v2;
+      if (M >= 7) da7 += g_over_q * v4 * v3;
+      const T g_denominator = -g_over_q * f;
+      const T abs_v3 = abs_v * v2;
+      db1 += g_denominator * abs_v;
+      db2 += g_denominator * v2;
+      if (N >= 3) db3 += g_denominator * abs_v3;
+      if (N >= 4) db4 += g_denominator * v4;
+      if (N >= 5) db5 += g_denominator * v4 * abs_v;
+      if (N >= 6) db6 += g_denominator * abs_v3 * abs_v3;
     }
+    const T segment_sums[] = {da0, da1, da2, da3, da4, da5, da6, da7,
+                              db1, db2, db3, db4, db5, db6};
     T* group_sums = sums + group * kSums;
-    for (int k = 0; k < kSums; ++k) group_sums[k] += segment_sums[k];
+    for (int k = 0; k <= M; ++k) group_sums[k] += segment_sums[k];
+    for (int k = 0; k < N; ++k) group_sums[M + 1 + k] += segment_sums[8 + k];
   }
 }
 
