@@ -103,7 +103,10 @@ def _kan_conv2d_flop_jit(inputs: List[Any], outputs: List[Any]) -> Counter:
     num_functions = get_shape(inputs[2])[1]
     basis, normalization, activation = (names[inputs[i].toIValue()] for i, names in (
         (5, _BASIS_NAMES), (6, _NORMALIZATION_NAMES), (7, _ACTIVATION_NAMES)))
+    # A float[] of the trace is a constant, or a prim::ListConstruct of constants.
     basis_params = inputs[8].toIValue()
+    if basis_params is None:
+        basis_params = [item.toIValue() for item in inputs[8].node().inputs()]
     spline_order = int(basis_params[2]) if basis == 'b_spline' else 3
     per_output = kan_conv2d_flops_per_output(num_functions, basis, normalization, activation,
                                              spline_order)
