@@ -57,6 +57,17 @@ def kan_conv2d(x: torch.Tensor,
     """
     options = kan_conv2d_options('kan_conv2d', basis, normalization, base_activation,
                                  jacobi_alpha, jacobi_beta, grid_range, spline_order)
+    return kan_conv2d_with_options(x, base_weight, poly_weight, stride, options, norm_scale)
+
+
+def kan_conv2d_with_options(x: torch.Tensor,
+                            base_weight: torch.Tensor,
+                            poly_weight: torch.Tensor,
+                            stride: int,
+                            options: KANConvOptions,
+                            norm_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`kan_conv2d` with options checked by
+    :func:`~mmrkan.ops.kan_conv_options.kan_conv2d_options` (once, e.g. by a module)."""
     tensors = dict(x=x, base_weight=base_weight, poly_weight=poly_weight)
     if norm_scale is not None:
         tensors['norm_scale'] = norm_scale
@@ -67,6 +78,7 @@ def kan_conv2d(x: torch.Tensor,
     if base_weight.shape != (9, ):
         raise ValueError('kan_conv2d: base_weight must have shape (9,) (one weight per tap of the '
                          f'3x3 window), got {tuple(base_weight.shape)}')
+    basis = options.basis
     min_functions = min_num_functions(basis, int(options.basis_params[-1]) if basis == 'b_spline'
                                       else 0)
     if poly_weight.dim() != 2 or poly_weight.shape[0] != 9 or poly_weight.shape[1] < min_functions:
@@ -282,22 +294,11 @@ class KANConv2d(nn.Module):
             poly_weight = poly_weight * self.scaler[:, None]
         base_weight = (self.base_weight if self.base_weight is not None else
                        x.new_zeros(9, dtype=poly_weight.dtype))
-        out = kan_conv2d(x, base_weight, poly_weight, self.stride, self.options.basis,
-                         self.options.normalization, self.options.base_activation,
-                         self.arctan_scale, **self._basis_kwargs())
+        out = kan_conv2d_with_options(x, base_weight, poly_weight, self.stride, self.options,
+                                      self.arctan_scale)
         if self.base_bias is not None:
             out = out + self.base_bias.to(out.dtype)
         return out
-
-    def _basis_kwargs(self) -> dict:
-        params = self.options.basis_params
-        if self.options.basis == 'jacobi':
-            return dict(jacobi_alpha=params[0], jacobi_beta=params[1])
-        if self.options.basis == 'rbf':
-            return dict(grid_range=params)
-        if self.options.basis == 'b_spline':
-            return dict(grid_range=params[:2], spline_order=int(params[2]))
-        return {}
 
     def extra_repr(self) -> str:
         if self.basis in ('rbf', 'rbf_paper'):

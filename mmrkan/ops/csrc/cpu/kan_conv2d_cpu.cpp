@@ -276,17 +276,30 @@ MMRKAN_CPU_MULTIVERSION void polynomial_values(const Basis<T>& basis, const T* t
     for (int64_t i = 0; i < n; ++i) out[i] = a1 * t[i] + b1;
     if (derivatives != nullptr) std::fill(derivatives + ld, derivatives + ld + n, a1);
   }
+  // Chebyshev, RKAN's default, with its own (shorter) loops: a_k = 2, b_k = 0, c_k = 1.
+  const bool chebyshev = basis.family == KanBasis::kChebyshev;
   for (int64_t k = 2; k < num_functions; ++k) {
     const T ak = basis.a[k], bk = basis.b[k], ck = basis.c[k];
     const T* prev = values + (k - 1) * ld;
     const T* prev2 = values + (k - 2) * ld;
     T* out = values + k * ld;
+    if (chebyshev) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) out[i] = (ak * t[i] + bk) * prev[i] - ck * prev2[i];
-    if (derivatives != nullptr) {
-      const T* dprev = derivatives + (k - 1) * ld;
-      const T* dprev2 = derivatives + (k - 2) * ld;
-      T* dout = derivatives + k * ld;
+      for (int64_t i = 0; i < n; ++i) out[i] = T(2) * t[i] * prev[i] - prev2[i];
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) out[i] = (ak * t[i] + bk) * prev[i] - ck * prev2[i];
+    }
+    if (derivatives == nullptr) continue;
+    const T* dprev = derivatives + (k - 1) * ld;
+    const T* dprev2 = derivatives + (k - 2) * ld;
+    T* dout = derivatives + k * ld;
+    if (chebyshev) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        dout[i] = T(2) * prev[i] + T(2) * t[i] * dprev[i] - dprev2[i];
+      }
+    } else {
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) {
         dout[i] = ak * prev[i] + (ak * t[i] + bk) * dprev[i] - ck * dprev2[i];
