@@ -524,7 +524,7 @@ template <typename T>
 struct ChunkBuffers {
   int64_t length, outputs;
   std::vector<T> x;            // padded x
-  std::vector<T> activation;   // window path: silu(x) (the identity reads x)
+  std::vector<T> activation_taps;  // window path, silu: taps of silu(x), then of silu'(x)
   std::vector<T> features;     // pixelwise path: F_0 .. F_K
   std::vector<T> derivatives;  // pixelwise path, backward: dF_f/dx
   std::vector<T> taps;         // pixelwise: phi_p or dL/dphi_p; window: x of tap p per output
@@ -541,7 +541,6 @@ struct ChunkBuffers {
         outputs(s.planes_per_chunk * s.out_plane_size()),
         // The pixelwise path pads into F_0 for the identity, and puts silu(x) in F_0.
         x(s.pixelwise() && s.activation == KanBaseActivation::kIdentity ? 0 : length),
-        activation(!s.pixelwise() && s.activation == KanBaseActivation::kSilu ? length : 0),
         work(length),
         grad_x(backward ? length : 0) {
     if (s.pixelwise()) {
@@ -553,6 +552,9 @@ struct ChunkBuffers {
     } else {
       taps.resize(kNumTaps * outputs);
       grad_taps.resize(backward ? kNumTaps * outputs : 0);
+      if (s.activation == KanBaseActivation::kSilu) {
+        activation_taps.resize((backward ? 2 : 1) * kNumTaps * outputs);
+      }
       // 3 statistics, t, then K values and K derivatives.
       window.resize((4 + 2 * s.num_functions) * outputs);
       scratch.resize(basis.scratch_per_element() * outputs);
@@ -572,7 +574,6 @@ struct ChunkBuffers {
   T* window_derivatives(int64_t num_functions) {
     return window.data() + (4 + num_functions) * outputs;
   }
-  const T* activated() const { return activation.empty() ? x.data() : activation.data(); }
 };
 
 // Zero-pads `count` planes of x into `padded`.
@@ -841,15 +842,34 @@ MMRKAN_CPU_MULTIVERSION void window_normalize(const ConvShape& s, int64_t n, int
   }
 }
 
+// out[p * ld + o] = the padded map's pixel at tap p of output o, for the n outputs.
 template <typename T>
-void gather_window_taps(int64_t n, const ConvShape& s, const int64_t* origins,
-                        ChunkBuffers<T>& b) {
-  const T* padded = b.x.data();
+void gather_window_taps(int64_t n, const ConvShape& s, const int64_t* origins, const T* padded,
+                        T* out, int64_t ld) {
   for (int64_t p = 0; p < kNumTaps; ++p) {
-    T* out = b.tap(p);
     const int64_t offset = s.tap_offset(p);
-    for (int64_t o = 0; o < n; ++o) out[o] = padded[origins[o] + offset];
+    for (int64_t o = 0; o < n; ++o) out[p * ld + o] = padded[origins[o] + offset];
   }
+}
+
+// Pads the chunk and gathers the taps of x (b.tap(p)), and of silu(x) and (`backward`)
+// silu'(x); returns the taps of act(x) (those of x for the identity), b.outputs apart.
+template <typename scalar_t, typename T>
+const T* load_window_taps(const scalar_t* x, int64_t count, const ConvShape& s,
+                          const int64_t* origins, bool backward, ChunkBuffers<T>& b) {
+  const int64_t n = count * s.out_plane_size();
+  const int64_t length = count * s.padded_size;
+  pad_planes(x, count, s, b.x.data());
+  const int64_t ld = b.outputs;
+  gather_window_taps(n, s, origins, b.x.data(), b.taps.data(), ld);
+  if (s.activation != KanBaseActivation::kSilu) return b.taps.data();
+  T* derivative = backward ? b.grad_x.data() : nullptr;  // free until the final scatter
+  silu_values(b.x.data(), length, b.work.data(), derivative);
+  gather_window_taps(n, s, origins, b.work.data(), b.activation_taps.data(), ld);
+  if (backward) {
+    gather_window_taps(n, s, origins, derivative, b.activation_taps.data() + kNumTaps * ld, ld);
+  }
+  return b.activation_taps.data();
 }
 
 template <typename scalar_t, typename T>
@@ -859,20 +879,15 @@ MMRKAN_CPU_MULTIVERSION void window_forward_chunk(const scalar_t* x, int64_t cou
                                                   const int64_t* origins, ChunkBuffers<T>& b,
                                                   scalar_t* out) {
   const int64_t n = count * s.out_plane_size();
-  pad_planes(x, count, s, b.x.data());
-  if (s.activation == KanBaseActivation::kSilu) {
-    silu_values(b.x.data(), count * s.padded_size, b.activation.data(), static_cast<T*>(nullptr));
-  }
-  gather_window_taps(n, s, origins, b);
+  const T* activated = load_window_taps(x, count, s, origins, /*backward=*/false, b);
   window_statistics(s, n, /*backward=*/false, b);
   T* y = b.work.data();
-  const T* activated = b.activated();
-  for (int64_t o = 0; o < n; ++o) {
-    T sum = 0;
-    for (int64_t p = 0; p < kNumTaps; ++p) {
-      sum += kernel[p * s.num_features] * activated[origins[o] + s.tap_offset(p)];
-    }
-    y[o] = sum;
+  std::fill(y, y + n, T(0));
+  for (int64_t p = 0; p < kNumTaps; ++p) {
+    const T w = kernel[p * s.num_features];
+    const T* a = activated + p * b.outputs;
+#pragma omp simd
+    for (int64_t o = 0; o < n; ++o) y[o] += w * a[o];
   }
   T* values = b.window_values();
   for (int64_t p = 0; p < kNumTaps; ++p) {
@@ -964,36 +979,23 @@ MMRKAN_CPU_MULTIVERSION void window_backward_chunk(const scalar_t* x, const scal
                                                    ChunkBuffers<T>& b, T* grad_kernel) {
   const int64_t n = count * s.out_plane_size();
   const int64_t length = count * s.padded_size;
-  T* act_derivative = b.grad_x.data();  // act'(x), then dL/dx
-  pad_planes(x, count, s, b.x.data());
-  if (s.activation == KanBaseActivation::kSilu) {
-    silu_values(b.x.data(), length, b.activation.data(), act_derivative);
-  } else {
-    std::fill(act_derivative, act_derivative + length, T(1));
-  }
-  gather_window_taps(n, s, origins, b);
+  const T* activated = load_window_taps(x, count, s, origins, /*backward=*/true, b);
   window_statistics(s, n, /*backward=*/true, b);
+  T* g_out = b.work.data();  // grad_out in the compute type
+  for (int64_t o = 0; o < n; ++o) g_out[o] = static_cast<T>(grad_out[o]);
 
-  // Base term: dL/dact(x) per padded pixel (in b.work) and dL/dbase_weight.
-  T* grad_act = b.work.data();
-  std::fill(grad_act, grad_act + length, T(0));
-  const T* activated = b.activated();
-  for (int64_t o = 0; o < n; ++o) {
-    const T g = static_cast<T>(grad_out[o]);
-    for (int64_t p = 0; p < kNumTaps; ++p) {
-      const int64_t i = origins[o] + s.tap_offset(p);
-      grad_act[i] += g * kernel[p * s.num_features];
-      grad_kernel[p * s.num_features] += g * activated[i];
-    }
+  // Base term: dL/dbase_weight[p] = sum_o dy act(x_p).
+  for (int64_t p = 0; p < kNumTaps; ++p) {
+    const T* a = activated + p * b.outputs;
+    T grad_w = 0;
+#pragma omp simd reduction(+ : grad_w)
+    for (int64_t o = 0; o < n; ++o) grad_w += g_out[o] * a[o];
+    grad_kernel[p * s.num_features] += grad_w;
   }
-#pragma omp simd
-  for (int64_t i = 0; i < length; ++i) act_derivative[i] *= grad_act[i];
 
   // Basis term per tap: dL/dpoly_weight[p][k] and G_p = dL/dt_p (times dt/du for arctan).
   T* values = b.window_values();
   T* derivatives = b.window_derivatives(s.num_functions);
-  T* g_out = b.work.data();  // grad_out in the compute type (grad_act is no longer needed)
-  for (int64_t o = 0; o < n; ++o) g_out[o] = static_cast<T>(grad_out[o]);
   for (int64_t p = 0; p < kNumTaps; ++p) {
     T* grad_t = b.grad_tap(p);
     window_normalize(s, n, p, scale, b, grad_t);  // arctan: grad_t = dt/du for now
@@ -1022,8 +1024,24 @@ MMRKAN_CPU_MULTIVERSION void window_backward_chunk(const scalar_t* x, const scal
   }
   grad_kernel[kNumTaps * s.num_features] += window_grad_taps(s, n, scale, b);
 
-  // Scatter dL/dx of the taps to their pixels.
+  // The base term's dL/dx of each tap, dy base_weight[p] act'(x_p), then every tap's dL/dx
+  // scattered to its pixel.
+  const T* act_derivative =
+      s.activation == KanBaseActivation::kSilu ? activated + kNumTaps * b.outputs : nullptr;
+  for (int64_t p = 0; p < kNumTaps; ++p) {
+    T* g = b.grad_tap(p);
+    const T w = kernel[p * s.num_features];
+    if (act_derivative == nullptr) {
+#pragma omp simd
+      for (int64_t o = 0; o < n; ++o) g[o] += w * g_out[o];
+    } else {
+      const T* d = act_derivative + p * b.outputs;
+#pragma omp simd
+      for (int64_t o = 0; o < n; ++o) g[o] += w * g_out[o] * d[o];
+    }
+  }
   T* grad_x_flat = b.grad_x.data();
+  std::fill(grad_x_flat, grad_x_flat + length, T(0));
   for (int64_t p = 0; p < kNumTaps; ++p) {
     const T* g = b.grad_tap(p);
     const int64_t offset = s.tap_offset(p);
