@@ -142,7 +142,9 @@ def family_variants(num_functions: int) -> List[tuple]:
 
 
 def bench_families(device: torch.device, dtype: torch.dtype, args) -> List[Dict]:
-    """Forward+backward of every family next to Chebyshev with the same K, in one run."""
+    """Forward+backward of every family next to Chebyshev with the same K, in one run: the
+    variants are timed in turn, ``--rounds`` times, and each figure is the median over the
+    rounds (so that a load change on a shared machine hits every variant alike)."""
     cases = []
     for batch, channels, size, stride in KAN_CONV_SHAPES:
         x = torch.randn(scaled_batch(batch, args.scale), channels, size, size).to(device, dtype)
@@ -153,10 +155,7 @@ def bench_families(device: torch.device, dtype: torch.dtype, args) -> List[Dict]
         for num_functions in args.num_functions:
             base_weight = (torch.randn(9, device=device) * (2 / 9)**0.5).requires_grad_()
             poly_weight = (torch.randn(9, num_functions, device=device) / 6).requires_grad_()
-            print(f'\nkan_conv2d families {tuple(x.shape)} stride {stride} K {num_functions} '
-                  f'{args.dtype}')
-            print(f'  {"":<36}{"fwd ms":>10}{"fwd+bwd ms":>12}{"fwd+bwd / chebyshev":>22}')
-            reference = None
+            runs = {}
             for label, kwargs in family_variants(num_functions):
                 inputs = [x, base_weight, poly_weight]
                 if kwargs.get('normalization') == 'arctan':
@@ -167,12 +166,23 @@ def bench_families(device: torch.device, dtype: torch.dtype, args) -> List[Dict]
                     return kan_conv2d(*tensors[:3], stride=stride, norm_scale=norm_scale,
                                       **kwargs)
 
-                with torch.no_grad():
-                    fwd = median_ms(lambda: run(*inputs), device, args.warmup, args.repeats,
-                                    args.clock)
-                both = median_ms(forward_backward(run, inputs, grad_out), device, args.warmup,
-                                 args.repeats, args.clock)
-                reference = reference or both
+                runs[label] = (run, inputs)
+            times = {label: ([], []) for label in runs}
+            for _ in range(args.rounds):
+                for label, (run, inputs) in runs.items():
+                    with torch.no_grad():
+                        times[label][0].append(
+                            median_ms(lambda: run(*inputs), device, args.warmup, args.repeats,
+                                      args.clock))
+                    times[label][1].append(
+                        median_ms(forward_backward(run, inputs, grad_out), device, args.warmup,
+                                  args.repeats, args.clock))
+            print(f'\nkan_conv2d families {tuple(x.shape)} stride {stride} K {num_functions} '
+                  f'{args.dtype} (median of {args.rounds} rounds)')
+            print(f'  {"":<36}{"fwd ms":>10}{"fwd+bwd ms":>12}{"fwd+bwd / chebyshev":>22}')
+            reference = statistics.median(times['chebyshev'][1])
+            for label, (fwd_times, both_times) in times.items():
+                fwd, both = statistics.median(fwd_times), statistics.median(both_times)
                 print(f'  {label:<36}{fwd:>10.3f}{both:>12.3f}{both / reference:>21.2f}x')
                 cases.append(dict(shape=list(x.shape), stride=stride, num_functions=num_functions,
                                   variant=label, fwd_ms=round(fwd, 4), fwd_bwd_ms=round(both, 4),
@@ -198,6 +208,8 @@ def main(argv: List[str] = None) -> None:
                         help='compare every KAN family and option with Chebyshev instead')
     parser.add_argument('--num-functions', type=int, nargs='+', default=[4, 6],
                         help='basis functions K per family (--families; default 4 6)')
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='rounds over the variants, medians taken (--families; default 3)')
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f'--scale={args.scale} must be > 0')
@@ -205,6 +217,8 @@ def main(argv: List[str] = None) -> None:
         parser.error(f'--threads={args.threads} must be >= 0')
     if any(k < 2 for k in args.num_functions):
         parser.error(f'--num-functions={args.num_functions} must all be >= 2')
+    if args.rounds < 1:
+        parser.error(f'--rounds={args.rounds} must be >= 1')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
