@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -44,6 +45,39 @@ namespace {
 
 // Padded pixels per chunk: small enough for the chunk's work buffers to stay in the L2 cache.
 constexpr int64_t kChunkPaddedPixels = 1024;
+// Work buffers and the maps in them start on 64-byte boundaries (a vector store that crosses a
+// cache line costs two), and maps are not a multiple of 4 KiB apart (loops that read one map and
+// write another would stall on 4K aliasing): map strides are `length` plus kMapPadding bytes
+// (twice that for the tap maps), rounded up to 64 bytes.
+constexpr int64_t kAlignment = 64;
+constexpr int64_t kMapPadding = 64;
+
+template <typename T>
+int64_t map_stride_of(int64_t length, int64_t padding_bytes) {
+  const int64_t per_line = kAlignment / static_cast<int64_t>(sizeof(T));
+  const int64_t values = length + padding_bytes / static_cast<int64_t>(sizeof(T));
+  return (values + per_line - 1) / per_line * per_line;
+}
+
+// std::allocator with kAlignment-byte alignment.
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}  // NOLINT: allocator conversion
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlignment)));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kAlignment)); }
+  template <typename U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+
+template <typename T>
+using Buffer = std::vector<T, AlignedAllocator<T>>;
 
 // ---------------------------------------------------------------------------------------------
 // Branch-free elementwise functions: loops calling them vectorise (about 5x faster than loops
@@ -523,30 +557,34 @@ std::vector<T> full_kernel(const at::Tensor& base_weight, const at::Tensor& poly
 template <typename T>
 struct ChunkBuffers {
   int64_t length, outputs;
-  std::vector<T> x;            // padded x
-  std::vector<T> activation_taps;  // window path, silu: taps of silu(x), then of silu'(x)
-  std::vector<T> features;     // pixelwise path: F_0 .. F_K
-  std::vector<T> derivatives;  // pixelwise path, backward: dF_f/dx
-  std::vector<T> taps;         // pixelwise: phi_p or dL/dphi_p; window: x of tap p per output
-  std::vector<T> grad_taps;    // window path, backward: dL/dt_p, then dL/dx_p, per output
-  std::vector<T> window;       // window path: statistics per output, t, basis values
-  std::vector<T> work;         // t (pixelwise), then a backward accumulator
-  std::vector<T> grad_x;       // backward only
-  std::vector<T> scratch;      // evaluate_basis's
-  std::vector<Bits<T>> cells;  // evaluate_basis's
-  std::vector<Bits<T>> window_indices;  // window path, min-max backward: argmin, argmax
+  int64_t map_stride;          // of the feature and derivative maps (pixelwise path)
+  int64_t tap_stride;          // of the tap maps: pixelwise path: padded maps; window: outputs
+  Buffer<T> x;                 // padded x
+  Buffer<T> activation_taps;   // window path, silu: taps of silu(x), then of silu'(x)
+  Buffer<T> features;          // pixelwise path: F_0 .. F_K
+  Buffer<T> derivatives;       // pixelwise path, backward: dF_f/dx
+  Buffer<T> taps;              // pixelwise: phi_p or dL/dphi_p; window: x of tap p per output
+  Buffer<T> grad_taps;         // window path, backward: dL/dt_p, then dL/dx_p, per output
+  Buffer<T> window;            // window path: statistics per output, t, basis values
+  Buffer<T> work;              // t (pixelwise), then a backward accumulator
+  Buffer<T> grad_x;            // backward only
+  Buffer<T> scratch;           // evaluate_basis's
+  Buffer<Bits<T>> cells;       // evaluate_basis's
+  Buffer<Bits<T>> window_indices;  // window path, min-max backward: argmin, argmax
 
   ChunkBuffers(const ConvShape& s, const Basis<T>& basis, bool backward)
       : length(s.planes_per_chunk * s.padded_size),
         outputs(s.planes_per_chunk * s.out_plane_size()),
+        map_stride(map_stride_of<T>(length, kMapPadding)),
+        tap_stride(s.pixelwise() ? map_stride_of<T>(length, 2 * kMapPadding) : outputs),
         // The pixelwise path pads into F_0 for the identity, and puts silu(x) in F_0.
         x(s.pixelwise() && s.activation == KanBaseActivation::kIdentity ? 0 : length),
         work(length),
         grad_x(backward ? length : 0) {
     if (s.pixelwise()) {
-      features.resize(s.num_features * length);
-      derivatives.resize(backward ? s.num_features * length : 0);
-      taps.resize(kNumTaps * length);
+      features.resize(s.num_features * map_stride);
+      derivatives.resize(backward ? s.num_features * map_stride : 0);
+      taps.resize(kNumTaps * tap_stride);
       scratch.resize(basis.scratch_per_element() * length);
       cells.resize(basis.cells_per_element() * length);
     } else {
@@ -564,9 +602,9 @@ struct ChunkBuffers {
     }
   }
 
-  T* feature(int64_t f) { return features.data() + f * length; }
-  T* derivative(int64_t f) { return derivatives.data() + f * length; }
-  T* tap(int64_t p) { return taps.data() + p * (features.empty() ? outputs : length); }
+  T* feature(int64_t f) { return features.data() + f * map_stride; }
+  T* derivative(int64_t f) { return derivatives.data() + f * map_stride; }
+  T* tap(int64_t p) { return taps.data() + p * tap_stride; }
   T* grad_tap(int64_t p) { return grad_taps.data() + p * outputs; }
   T* statistic(int64_t i) { return window.data() + i * outputs; }
   T* window_t() { return window.data() + 3 * outputs; }
@@ -626,7 +664,8 @@ MMRKAN_CPU_MULTIVERSION void load_pixel_features(const scalar_t* x, int64_t coun
     for (int64_t i = 0; i < length; ++i) tanh_x[i] = tanh_of(padded[i]);
     t = tanh_x;
   }
-  evaluate_basis(basis, t, length, b.feature(1), b.length, backward ? b.derivative(1) : nullptr,
+  evaluate_basis(basis, t, length, b.feature(1), b.map_stride,
+                 backward ? b.derivative(1) : nullptr,
                  b.scratch.data(), b.cells.data());
   if (backward && s.normalization == KanNormalization::kTanh) {
     // dB/dx = B'(t) (1 - t^2); the constant B_0 has none.
