@@ -8,9 +8,14 @@ must move) as a fraction of a device-to-device copy measured in the same run. Sh
 group-rational activations of KAT-S and KAT-B, the KAN convolutions of RKANet-50's stage-4
 branch. ``--json`` adds one JSON line with every figure.
 
+``--families`` times instead, on the same two KAN-convolution shapes, forward+backward of every
+KAN family and option of ``kan_conv2d`` next to Chebyshev (tanh) with the same number of basis
+functions ``K``, in one run, and prints each one's time ratio to it (the target: within 1.5x).
+
 Examples::
 
     python benchmarks/bench_ops.py --device cpu --scale 0.125 --threads 1 --clock cpu
+    python benchmarks/bench_ops.py --device cpu --scale 0.125 --threads 1 --clock cpu --families
     python benchmarks/bench_ops.py --device cuda --dtype bf16 --json
 """
 import argparse
@@ -24,7 +29,7 @@ import torch.nn.functional as F
 
 from mmrkan.analysis.throughput import synchronize
 from mmrkan.ops import group_rational, kan_conv2d
-from mmrkan.ops.group_rational import RATIONAL_INITS
+from mmrkan.ops.group_rational import DEFAULT_ORDER, RATIONAL_INITS
 from mmrkan.ops.reference import group_rational_reference, kan_conv2d_reference
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -118,6 +123,73 @@ def scaled_batch(batch: int, scale: float) -> int:
     return max(1, round(batch * scale))
 
 
+# The RKANet-50 stage-4 KAN convolutions: (batch, channels, size, stride).
+KAN_CONV_SHAPES = ((32, 512, 14, 2), (32, 2048, 7, 1))
+
+
+def family_variants(num_functions: int) -> List[tuple]:
+    """(label, kan_conv2d keyword arguments) of every family and option with K functions; the
+    first is the reference point, Chebyshev with tanh."""
+    variants = [(basis, dict(basis=basis)) for basis in ('chebyshev', 'legendre', 'jacobi',
+                                                         'hermite', 'rbf')]
+    order = min(3, num_functions - 1)
+    variants.append((f'b_spline (order {order}, grid {num_functions - order})',
+                     dict(basis='b_spline', spline_order=order)))
+    variants += [(f'chebyshev {norm}', dict(basis='chebyshev', normalization=norm))
+                 for norm in ('arctan', 'min-max', 'standardization')]
+    variants.append(('chebyshev silu base', dict(basis='chebyshev', base_activation='silu')))
+    return variants
+
+
+def bench_families(device: torch.device, dtype: torch.dtype, args) -> List[Dict]:
+    """Forward+backward of every family next to Chebyshev with the same K, in one run: the
+    variants are timed in turn, ``--rounds`` times, and each figure is the median over the
+    rounds (so that a load change on a shared machine hits every variant alike)."""
+    cases = []
+    for batch, channels, size, stride in KAN_CONV_SHAPES:
+        x = torch.randn(scaled_batch(batch, args.scale), channels, size, size).to(device, dtype)
+        x.requires_grad_()
+        out_size = (size - 1) // stride + 1
+        grad_out = torch.randn(x.shape[0], channels, out_size, out_size, dtype=dtype,
+                               device=device)
+        for num_functions in args.num_functions:
+            base_weight = (torch.randn(9, device=device) * (2 / 9)**0.5).requires_grad_()
+            poly_weight = (torch.randn(9, num_functions, device=device) / 6).requires_grad_()
+            runs = {}
+            for label, kwargs in family_variants(num_functions):
+                inputs = [x, base_weight, poly_weight]
+                if kwargs.get('normalization') == 'arctan':
+                    inputs.append(torch.full((1, ), 0.1, device=device, requires_grad=True))
+
+                def run(*tensors, kwargs=kwargs):
+                    norm_scale = tensors[3] if len(tensors) > 3 else None
+                    return kan_conv2d(*tensors[:3], stride=stride, norm_scale=norm_scale,
+                                      **kwargs)
+
+                runs[label] = (run, inputs)
+            times = {label: ([], []) for label in runs}
+            for _ in range(args.rounds):
+                for label, (run, inputs) in runs.items():
+                    with torch.no_grad():
+                        times[label][0].append(
+                            median_ms(lambda: run(*inputs), device, args.warmup, args.repeats,
+                                      args.clock))
+                    times[label][1].append(
+                        median_ms(forward_backward(run, inputs, grad_out), device, args.warmup,
+                                  args.repeats, args.clock))
+            print(f'\nkan_conv2d families {tuple(x.shape)} stride {stride} K {num_functions} '
+                  f'{args.dtype} (median of {args.rounds} rounds)')
+            print(f'  {"":<36}{"fwd ms":>10}{"fwd+bwd ms":>12}{"fwd+bwd / chebyshev":>22}')
+            reference = statistics.median(times['chebyshev'][1])
+            for label, (fwd_times, both_times) in times.items():
+                fwd, both = statistics.median(fwd_times), statistics.median(both_times)
+                print(f'  {label:<36}{fwd:>10.3f}{both:>12.3f}{both / reference:>21.2f}x')
+                cases.append(dict(shape=list(x.shape), stride=stride, num_functions=num_functions,
+                                  variant=label, fwd_ms=round(fwd, 4), fwd_bwd_ms=round(both, 4),
+                                  fwd_bwd_vs_chebyshev=round(both / reference, 3)))
+    return cases
+
+
 def main(argv: List[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -132,11 +204,21 @@ def main(argv: List[str] = None) -> None:
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--json', action='store_true', help='also print one JSON line')
+    parser.add_argument('--families', action='store_true',
+                        help='compare every KAN family and option with Chebyshev instead')
+    parser.add_argument('--num-functions', type=int, nargs='+', default=[4, 6],
+                        help='basis functions K per family (--families; default 4 6)')
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='rounds over the variants, medians taken (--families; default 3)')
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f'--scale={args.scale} must be > 0')
     if args.threads < 0:
         parser.error(f'--threads={args.threads} must be >= 0')
+    if any(k < 2 for k in args.num_functions):
+        parser.error(f'--num-functions={args.num_functions} must all be >= 2')
+    if args.rounds < 1:
+        parser.error(f'--rounds={args.rounds} must be >= 1')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -150,6 +232,13 @@ def main(argv: List[str] = None) -> None:
     if copy_gbps:
         print(f'device-to-device copy: {copy_gbps:.0f} GB/s')
 
+    if args.families:
+        cases = bench_families(device, dtype, args)
+        if args.json:
+            print(json.dumps(dict(torch=torch.__version__, device=str(device), dtype=args.dtype,
+                                  scale=args.scale, families=cases)))
+        return
+
     def leaf(tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(device).requires_grad_()
 
@@ -158,7 +247,7 @@ def main(argv: List[str] = None) -> None:
     # swish init.
     for channels in (1536, 3072):
         x = leaf(torch.randn(scaled_batch(128, args.scale), 197, channels).to(dtype))
-        numerator_init, denominator_init = RATIONAL_INITS['swish']
+        numerator_init, denominator_init = RATIONAL_INITS[DEFAULT_ORDER]['swish']
         numerator = leaf(torch.tensor([numerator_init]))
         denominator = leaf(torch.tensor([denominator_init]).repeat(8, 1))
         element = x.element_size()
@@ -177,7 +266,7 @@ def main(argv: List[str] = None) -> None:
         del x
 
     # RKANet-50 stage-4 branch: the stride-2 KAN conv on C_in / 2 and the stride-1 one on C_out.
-    for batch, channels, size, stride in ((32, 512, 14, 2), (32, 2048, 7, 1)):
+    for batch, channels, size, stride in KAN_CONV_SHAPES:
         x = leaf(torch.randn(scaled_batch(batch, args.scale), channels, size, size).to(dtype))
         base_weight = leaf(torch.randn(9) * (2 / 9)**0.5)
         poly_weight = leaf(torch.randn(9, 4) / 6)

@@ -29,7 +29,13 @@ i.e. ``9 * (2D + 3)`` for D >= 2: 81 for D = 3, 63 for D = 2. The tanh and the b
 counted per tap, as the authors' unfold-based layer computes them (evaluating the basis once per
 input element does about 9x fewer of those operations). The RBF basis counts ``9 * (1 + 4K)``
 for ``K`` bumps: per bump ``(x - c) / w`` (one multiply-add), the square, the exp and the weight
-multiply-add.
+multiply-add. The other families and options, per tap, on top of the base multiply-add and the
+``K`` weight multiply-adds: Legendre, Hermite and Jacobi ``1 + 2 (D - 1)`` for the recursion
+(``B_1``, then two multiply-adds per ``B_k``); B-spline of order ``k`` on ``G`` intervals,
+efficient-KAN's Cox-de Boor recursion: 2 comparisons per order-0 interval, then 3 operations per
+basis function of each order, ``2 (G + 2k) + 3 sum_m (G + 2k - m)``; normalisation tanh 1,
+arctan 5, min-max 4, standardization 4 (none for the constant-only degree 0); SiLU in the base
+term 2.
 
 Attention: ``scaled_dot_product_attention`` has no mmengine handle, and the KAT paper's FLOPs
 leave its two matrix products out as well (KAT-S: 4.35 G; about 4.7 G with them), so by default
@@ -38,7 +44,7 @@ per head and image).
 """
 import math
 from collections import Counter
-from typing import Any, Dict, List, NamedTuple, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
@@ -46,23 +52,45 @@ from mmengine.analysis.jit_handles import get_shape
 from mmengine.analysis.print_helper import complexity_stats_table
 from torch import nn
 
-from mmrkan.ops.reference import BASIS_CODES
+from mmrkan.ops.kan_conv_options import (BASE_ACTIVATION_CODES, BASIS_CODES,
+                                         DEFAULT_NORMALIZATION, NORMALIZATION_CODES,
+                                         check_choice)
 
 RATIONAL_FLOPS_PER_ELEMENT = 11
 _BASIS_NAMES = {code: name for name, code in BASIS_CODES.items()}
+_NORMALIZATION_NAMES = {code: name for name, code in NORMALIZATION_CODES.items()}
+_ACTIVATION_NAMES = {code: name for name, code in BASE_ACTIVATION_CODES.items()}
+_NORMALIZATION_FLOPS = {'none': 0, 'tanh': 1, 'arctan': 5, 'min-max': 4, 'standardization': 4}
 
 
-def kan_conv2d_flops_per_output(num_functions: int, basis: str = 'chebyshev') -> int:
+def kan_conv2d_flops_per_output(num_functions: int,
+                                basis: str = 'chebyshev',
+                                normalization: Optional[str] = None,
+                                base_activation: str = 'identity',
+                                spline_order: int = 3) -> int:
     """FLOPs of one output element of the KAN convolution with ``num_functions`` basis
-    functions (``D + 1`` for Chebyshev degree ``D``, ``K`` bumps for RBF); see the module doc."""
-    if basis == 'chebyshev':
-        degree = num_functions - 1
-        tanh = min(degree, 1)
-        recursion = degree if degree >= 2 else 0
-        return 9 * (1 + tanh + recursion + num_functions)
+    functions (``D + 1`` for polynomial degree ``D``, ``K`` bumps for RBF, ``G + k`` for a
+    B-spline of order ``k``); see the module doc."""
+    check_choice('kan_conv2d_flops_per_output', 'basis', basis, tuple(BASIS_CODES))
+    if normalization is None:
+        normalization = DEFAULT_NORMALIZATION[basis]
+    check_choice('kan_conv2d_flops_per_output', 'normalization', normalization,
+                 tuple(_NORMALIZATION_FLOPS))
+    base = 1 + (2 if base_activation == 'silu' else 0)
     if basis == 'rbf':
-        return 9 * (1 + 4 * num_functions)
-    raise ValueError(f'basis={basis!r} is not supported; allowed: {tuple(BASIS_CODES)}')
+        per_tap = base + _NORMALIZATION_FLOPS[normalization] + 4 * num_functions
+        return 9 * per_tap
+    if basis == 'b_spline':
+        cells = num_functions + spline_order  # G + 2k order-0 intervals
+        recursion = 2 * cells + 3 * sum(cells - m for m in range(1, spline_order + 1))
+        return 9 * (base + _NORMALIZATION_FLOPS[normalization] + recursion + num_functions)
+    degree = num_functions - 1
+    normalize = _NORMALIZATION_FLOPS[normalization] if degree >= 1 else 0
+    if basis == 'chebyshev':
+        recursion = degree if degree >= 2 else 0
+    else:
+        recursion = 1 + 2 * (degree - 1) if degree >= 1 else 0
+    return 9 * (base + normalize + recursion + num_functions)
 
 
 def _group_rational_flop_jit(inputs: List[Any], outputs: List[Any]) -> Counter:
@@ -70,10 +98,18 @@ def _group_rational_flop_jit(inputs: List[Any], outputs: List[Any]) -> Counter:
 
 
 def _kan_conv2d_flop_jit(inputs: List[Any], outputs: List[Any]) -> Counter:
-    # Inputs of mmrkan::kan_conv2d_forward: x, base_weight, poly_weight, stride, basis code.
+    # Inputs of mmrkan::kan_conv2d_forward: x, base_weight, poly_weight, norm_scale, stride,
+    # basis, normalization, base_activation, basis_params (codes: kan_conv_options).
     num_functions = get_shape(inputs[2])[1]
-    basis = _BASIS_NAMES[inputs[4].toIValue()]
-    per_output = kan_conv2d_flops_per_output(num_functions, basis)
+    basis, normalization, activation = (names[inputs[i].toIValue()] for i, names in (
+        (5, _BASIS_NAMES), (6, _NORMALIZATION_NAMES), (7, _ACTIVATION_NAMES)))
+    # A float[] of the trace is a constant, or a prim::ListConstruct of constants.
+    basis_params = inputs[8].toIValue()
+    if basis_params is None:
+        basis_params = [item.toIValue() for item in inputs[8].node().inputs()]
+    spline_order = int(basis_params[2]) if basis == 'b_spline' else 3
+    per_output = kan_conv2d_flops_per_output(num_functions, basis, normalization, activation,
+                                             spline_order)
     return Counter(kan_conv2d=per_output * math.prod(get_shape(outputs[0])))
 
 

@@ -4,8 +4,9 @@
   (g, 4)): the rational function ``F(x) = P(x) / Q(x)`` of each group on [-3, 3], one curve per
   group, with GELU and SiLU drawn for reference.
 - KANConv2d (keys ``<layer>.base_weight`` (9,), ``<layer>.poly_weight`` (9, K),
-  ``<layer>.scaler`` (9,); ``<layer>.base_bias`` for the RBF basis): the response of each tap p
-  of the shared 3x3 kernel, ``x -> base[p] x + sum_k W[p, k] B_k(x)`` with
+  ``<layer>.scaler`` (9,), optional for the RBF bases; ``<layer>.base_bias`` for the RBF bases;
+  a state dict does not name the family, so every other layer is drawn as Chebyshev-tanh): the
+  response of each tap p of the shared 3x3 kernel, ``x -> base[p] x + sum_k W[p, k] B_k(x)`` with
   ``W = poly_weight * scaler`` and ``B_k`` the layer's basis (``T_k(tanh x)`` for Chebyshev), on a
   3x3 grid of plots. The RBF layer's scalar ``base_bias`` (one per layer, not per tap) is not
   drawn.
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mmrkan.ops.reference import group_rational_reference, kan_basis_reference
+from mmrkan.ops.reference import basis_functions, group_rational_reference
 
 X_RANGE = (-3.0, 3.0)
 _NUM_POINTS = 601
@@ -55,12 +56,16 @@ def find_kan_layers(state_dict: Dict[str, torch.Tensor]) -> KANLayers:
                     *(state_dict[prefix + name].detach().double() for name in _RATIONAL_KEYS))
         elif key.endswith(_KAN_CONV_KEYS[0]):
             prefix = key[:-len(_KAN_CONV_KEYS[0])]
-            if all(prefix + name in state_dict for name in _KAN_CONV_KEYS):
-                base, poly, scaler = (state_dict[prefix + name].detach().double()
-                                      for name in _KAN_CONV_KEYS)
-                # Only the RBF layer has a base bias (KANConv2d).
-                basis = 'rbf' if prefix + 'base_bias' in state_dict else 'chebyshev'
-                kan_convs[prefix.rstrip('.')] = KANConvLayer(base, poly * scaler[:, None], basis)
+            # Only the RBF layers have a base bias (KANConv2d); the authors' has no scaler.
+            is_rbf = prefix + 'base_bias' in state_dict
+            names = _KAN_CONV_KEYS[:2] if is_rbf else _KAN_CONV_KEYS
+            if all(prefix + name in state_dict for name in names):
+                base, poly = (state_dict[prefix + name].detach().double() for name in names[:2])
+                scaler = state_dict.get(prefix + _KAN_CONV_KEYS[2])
+                if scaler is not None:
+                    poly = poly * scaler.detach().double()[:, None]
+                basis = 'rbf' if is_rbf else 'chebyshev'
+                kan_convs[prefix.rstrip('.')] = KANConvLayer(base, poly, basis)
     return KANLayers(rationals, kan_convs)
 
 
@@ -92,7 +97,8 @@ def plot_rational_layer(name: str, layer: RationalLayer, path: str) -> None:
 def plot_kan_conv_layer(name: str, layer: KANConvLayer, path: str) -> None:
     """Write a PNG of the response of each tap of one KANConv2d layer's 3x3 kernel."""
     x = torch.linspace(*X_RANGE, _NUM_POINTS, dtype=torch.float64)
-    basis = kan_basis_reference(x, layer.basis_weight.shape[1], layer.basis)
+    t = torch.tanh(x) if layer.basis == 'chebyshev' else x
+    basis = basis_functions(t, layer.basis_weight.shape[1], layer.basis)
     figure, axes = _new_figure(nrows=3, ncols=3, sharex=True, sharey=True)
     figure.set_size_inches(8, 7)
     for tap in range(9):

@@ -1,8 +1,11 @@
 """When the KAN ops leave their compiled kernels for the PyTorch references: ONNX export.
 
 ONNX has no ``mmrkan::*`` operators, so while a model is exported to ONNX the ops run their
-references (:mod:`mmrkan.ops.reference`), which are made of standard operators (elementwise
-arithmetic, ``Pad``, ``Conv``) that both exporters translate.
+references (:mod:`mmrkan.ops.reference`), which are made of standard operators that both
+exporters translate: elementwise arithmetic, ``Pad`` and ``Conv`` (the group-rational activation
+and the KAN convolution with per-value normalisations), strided ``Slice``, ``Concat``,
+``ArgMin``/``ArgMax``, ``GatherElements``, ``Atan`` and ``Einsum`` (the KAN convolution with
+per-window normalisations), comparisons and casts (the B-spline basis).
 """
 import torch
 

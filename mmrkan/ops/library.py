@@ -92,25 +92,27 @@ def _group_rational_backward(ctx, grad_out: torch.Tensor) -> Tuple[torch.Tensor,
                                                     denominator)
 
 
-def _kan_conv2d_forward_fake(x, base_weight, poly_weight, stride, basis):
+def _kan_conv2d_forward_fake(x, base_weight, poly_weight, norm_scale, stride, basis,
+                             normalization, base_activation, basis_params):
     n, c, h, w = x.shape
     return x.new_empty((n, c, (h - 1) // stride + 1, (w - 1) // stride + 1))
 
 
-def _kan_conv2d_backward_fake(grad_out, x, base_weight, poly_weight, stride, basis):
-    return torch.empty_like(x), torch.empty_like(base_weight), torch.empty_like(poly_weight)
+def _kan_conv2d_backward_fake(grad_out, x, base_weight, poly_weight, norm_scale, stride, basis,
+                              normalization, base_activation, basis_params):
+    return (torch.empty_like(x), torch.empty_like(base_weight), torch.empty_like(poly_weight),
+            torch.empty_like(norm_scale))
 
 
 def _kan_conv2d_setup_context(ctx, inputs, output) -> None:
-    x, base_weight, poly_weight, ctx.stride, ctx.basis = inputs
-    ctx.save_for_backward(x, base_weight, poly_weight)
+    x, base_weight, poly_weight, norm_scale, *ctx.arguments = inputs
+    ctx.save_for_backward(x, base_weight, poly_weight, norm_scale)
 
 
 def _kan_conv2d_backward(ctx, grad_out: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    x, base_weight, poly_weight = ctx.saved_tensors
-    grads = torch.ops.mmrkan.kan_conv2d_backward(grad_out.contiguous(), x, base_weight,
-                                                 poly_weight, ctx.stride, ctx.basis)
-    return (*grads, None, None)
+    grads = torch.ops.mmrkan.kan_conv2d_backward(grad_out.contiguous(), *ctx.saved_tensors,
+                                                 *ctx.arguments)
+    return (*grads, None, None, None, None, None)
 
 
 # op name -> (fake forward, fake backward, setup_context, backward)

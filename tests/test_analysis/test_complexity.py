@@ -34,7 +34,7 @@ def test_documented_costs():
     assert kan_conv2d_flops_per_output(2) == 36  # degree 1: no recursion
     assert kan_conv2d_flops_per_output(3, 'rbf') == 9 * 13
     with pytest.raises(ValueError, match='basis'):
-        kan_conv2d_flops_per_output(3, 'legendre')
+        kan_conv2d_flops_per_output(3, 'spline')
 
 
 def test_group_rational_flops_in_the_kat_demo_classifier():
@@ -80,6 +80,21 @@ def test_kan_conv2d_flops_per_output_element():
     complexity = model_complexity(model, inputs)
     assert complexity.flops_by_operator['kan_conv2d'] == (81 + 63 + 117) * outputs
     assert complexity.flops - mmengine_flops(model, inputs) == (81 + 63 + 117) * outputs
+
+
+def test_kan_conv2d_flops_of_the_other_families():
+    # legendre D = 3: 9 taps x (base 1 + tanh 1 + recursion 1 + 2 * 2 + weights 4)
+    assert kan_conv2d_flops_per_output(4, 'legendre') == 9 * 11
+    assert kan_conv2d_flops_per_output(4, normalization='arctan') == 9 * (1 + 5 + 3 + 4)
+    assert kan_conv2d_flops_per_output(4, base_activation='silu') == 81 + 9 * 2
+    # b_spline G = 3, k = 3: 9 order-0 intervals (2 each), then 8 + 7 + 6 functions (3 each)
+    assert kan_conv2d_flops_per_output(6, 'b_spline', spline_order=3) == 9 * (1 + 81 + 6)
+    model = nn.Sequential(KANConv2d(basis='b_spline', degree=3, grid_size=3),
+                          KANConv2d(basis='legendre', normalization='arctan',
+                                    skip_activation=False))
+    complexity = model_complexity(model, (torch.randn(1, 2, 4, 4), ))
+    # legendre, arctan, silu: 9 x (1 + 2 + 5 + 5 + 4)
+    assert complexity.flops_by_operator['kan_conv2d'] == (9 * 88 + 9 * 17) * 2 * 4 * 4
 
 
 class Attention(nn.Module):

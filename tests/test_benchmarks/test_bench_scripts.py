@@ -65,3 +65,19 @@ def test_bench_ops_prints_ratios_and_json():
         assert case['vs_baseline_fwd_bwd'] == pytest.approx(
             ms[case['baseline']]['fwd_bwd'] / ms['ours']['fwd_bwd'], rel=0.01)
     assert result['copy_gbps'] is None  # measured on CUDA only
+
+
+def test_bench_ops_families_prints_ratios_to_chebyshev():
+    stdout = run_script(['benchmarks/bench_ops.py', '--device', 'cpu', '--scale', '0.001',
+                         '--threads', '1', '--clock', 'cpu', '--warmup', '0', '--repeats', '1',
+                         '--families', '--num-functions', '4', '--rounds', '2', '--json'])
+    assert stdout.count('fwd+bwd / chebyshev') == 2, stdout  # the two RKAN shapes
+    result = json.loads(stdout.strip().splitlines()[-1])
+    variants = [case['variant'] for case in result['families']]
+    assert variants[:6] == ['chebyshev', 'legendre', 'jacobi', 'hermite', 'rbf',
+                            'b_spline (order 3, grid 1)'] and len(variants) == 2 * 10
+    for case in result['families']:
+        chebyshev = next(c for c in result['families']
+                         if c['variant'] == 'chebyshev' and c['shape'] == case['shape'])
+        assert case['fwd_bwd_vs_chebyshev'] == pytest.approx(
+            case['fwd_bwd_ms'] / chebyshev['fwd_bwd_ms'], rel=0.01, abs=1e-3)

@@ -37,33 +37,41 @@ def test_device_without_kernels_falls_back_to_the_reference_with_one_warning(mon
     assert out.shape == (2, 3, 3, 4)
 
 
-def _op_inputs(op: str):
-    """float64 inputs of ``torch.ops.mmrkan.<op>_forward`` (tensors require grad) for gradcheck."""
+def _op_inputs(case: str):
+    """(op, float64 inputs of ``torch.ops.mmrkan.<op>_forward``) for gradcheck; the tensors
+    require grad."""
     generator = torch.Generator().manual_seed(0)
 
     def randn(*shape):
         return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
 
-    if op == 'group_rational':
-        return (randn(2, 3, 8), randn(1, 6), randn(2, 4))
-    return (randn(2, 3, 5, 4), randn(9), randn(9, 4), 2, 0)  # stride 2, chebyshev
+    if case == 'group_rational':
+        return case, (randn(2, 3, 8), randn(1, 6), randn(2, 4))
+    if case == 'kan_conv2d':  # stride 2, chebyshev, arctan (its scale gets a gradient), silu
+        return case, (randn(2, 3, 5, 4), randn(9), randn(9, 4), randn(1), 2, 0, 2, 1, [])
+    # stride 1, b_spline of order 2 on 2 intervals of [-2, 2], min-max, identity
+    return 'kan_conv2d', (randn(2, 3, 5, 4), randn(9), randn(9, 4), randn(1), 1, 5, 3, 0,
+                          [-2.0, 2.0, 2.0])
 
 
-@pytest.mark.parametrize('op', ['group_rational', 'kan_conv2d'])
-def test_ops_are_differentiable_through_torch_ops(op, cpu_kernel):
+CASES = ['group_rational', 'kan_conv2d', 'kan_conv2d-b_spline']
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_ops_are_differentiable_through_torch_ops(case, cpu_kernel):
     """On every torch: torch.library autograd (>= 2.4) or the autograd.Function kernel (< 2.4)."""
+    op, inputs = _op_inputs(case)
     forward = getattr(torch.ops.mmrkan, f'{op}_forward')
-    inputs = _op_inputs(op)
     assert forward(*inputs).grad_fn is not None
     assert torch.autograd.gradcheck(forward, inputs)
 
 
-@pytest.mark.parametrize('op', ['group_rational', 'kan_conv2d'])
-def test_autograd_function_of_older_torch_gives_the_same_gradients(op, cpu_kernel):
+@pytest.mark.parametrize('case', CASES)
+def test_autograd_function_of_older_torch_gives_the_same_gradients(case, cpu_kernel):
     """The torch < 2.4 path, run on this torch too: same values and gradients as torch.ops."""
+    op, inputs = _op_inputs(case)
     setup_context, backward = library._OP_AUTOGRAD[op][2:]
     through_function = library._autograd_function(op, setup_context, backward)
-    inputs = _op_inputs(op)
     tensors = [value for value in inputs if isinstance(value, torch.Tensor)]
     out = through_function(*inputs)
     expected = getattr(torch.ops.mmrkan, f'{op}_forward')(*inputs)

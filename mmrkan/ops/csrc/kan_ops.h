@@ -14,12 +14,37 @@
 
 namespace mmrkan {
 
-// Numerator degree m = 5 (6 coefficients) and denominator degree n = 4 (b1..b4).
+// group_rational: rational orders (m, n), read from the coefficient shapes (numerator (., m + 1),
+// denominator (g, n)). The default order (5, 4): 6 numerator coefficients, b1..b4.
 constexpr int64_t kNumNumerator = 6;
 constexpr int64_t kNumDenominator = 4;
+// Orders (m, n) the kernels support: (3, 2), (5, 4), (7, 6), i.e. n = m - 1 with m in 3, 5, 7.
+constexpr int64_t kRationalOrders[][2] = {{3, 2}, {5, 4}, {7, 6}};
 
-// Value of the `basis` argument of kan_conv2d_forward/backward.
-enum class KanBasis : int64_t { kChebyshev = 0, kRbf = 1 };
+// kan_conv2d_forward/backward arguments (docs/ops.md, "KAN convolution"; the Python names in
+// mmrkan/ops/kan_conv_options.py).
+// `basis`: the family of the K = poly_weight.size(1) basis functions B_k(t).
+enum class KanBasis : int64_t {
+  kChebyshev = 0,  // T_k, basis_params = []
+  kRbf = 1,        // Gaussian bumps, basis_params = [grid_min, grid_max], K >= 2
+  kLegendre = 2,   // P_k, basis_params = []
+  kJacobi = 3,     // P_k^(alpha, beta), basis_params = [alpha, beta], alpha, beta > -1
+  kHermite = 4,    // physicists' H_k, basis_params = []
+  kBSpline = 5,    // basis_params = [grid_min, grid_max, spline_order k]: K = grid_size + k
+};
+// `normalization`: t = normalize(x), of one value (none, tanh) or with the statistics of the 9
+// taps of the window (arctan, min-max, standardization).
+enum class KanNormalization : int64_t {
+  kNone = 0,             // t = x
+  kTanh = 1,             // t = tanh(x)
+  kArctan = 2,           // t = (2 / pi) atan((x - mean) s), s = norm_scale[0]
+  kMinMax = 3,           // t = 2 (x - min) / (max - min + eps) - 1
+  kStandardization = 4,  // t = (x - mean) / (std + eps), std Bessel-corrected
+};
+// `base_activation`: the function of x in the base term sum_p base_weight[p] act(x_p).
+enum class KanBaseActivation : int64_t { kIdentity = 0, kSilu = 1 };
+constexpr double kNormalizationEps = 1e-8;
+constexpr int64_t kMaxSplineOrder = 5;
 
 // 3x3 window, zero padding 1.
 constexpr int64_t kKernelSize = 3;
@@ -43,7 +68,9 @@ inline int64_t kan_conv2d_output_size(int64_t size, int64_t stride) {
 void check_group_rational_args(const at::Tensor& x, const at::Tensor& numerator,
                                const at::Tensor& denominator);
 void check_kan_conv2d_args(const at::Tensor& x, const at::Tensor& base_weight,
-                           const at::Tensor& poly_weight, int64_t stride, int64_t basis);
+                           const at::Tensor& poly_weight, const at::Tensor& norm_scale,
+                           int64_t stride, int64_t basis, int64_t normalization,
+                           int64_t base_activation, at::ArrayRef<double> basis_params);
 // grad_out of a backward op: contiguous, on x's device, in x's dtype, of the forward output size.
 void check_grad_out(const char* op, const at::Tensor& grad_out, const at::Tensor& x,
                     at::IntArrayRef output_sizes);
