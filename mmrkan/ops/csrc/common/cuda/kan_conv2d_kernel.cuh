@@ -1,25 +1,25 @@
 // CUDA kernels of the KAN convolution (docs/ops.md).
 //
-// One 3x3 kernel W[p][f] is shared by all (n, c) planes: feature f = 0 is x (weight base_weight[p]),
-// feature f = 1 + k is the basis function B_k(x) (weight poly_weight[p][k]). x is zero-padded
-// FIRST, so a padded tap still contributes sum_k W[p][1 + k] * B_k(0).
+// One 3x3 kernel W[p][f] is shared by all (n, c) planes: feature f = 0 is x (weight
+// base_weight[p]), the others are the basis functions B_k(x) (weights poly_weight[p][k]). x is
+// zero-padded FIRST, so a padded tap still contributes sum_k W[p][1 + k] B_k(0).
 //
-// The outputs are cut into tiles of tile_planes x tile_h x tile_w (at most kThreadsPerBlock
-// outputs; several whole planes per tile when the planes are small); a grid of resident blocks
-// loops over the tiles (kan_launch_plan.h).
-//  * Forward: each input position of a tile's window (halo and padding included) is visited
-//    once: its features are evaluated once, and for every (output, tap p) of the tile that reads
-//    it, the term sum_f W[p][f] * feature_f goes to shared memory at [p][output]. Each output then
-//    adds its 9 terms.
-//  * Backward: the padded positions [-1, H] x [-1, W] of every plane are partitioned among the
-//    tiles, and every (output, tap) pair reads exactly one of them. Visiting each owned position
-//    once, with the grad_out values of the outputs that read it (a haloed tile in shared memory),
-//    gives grad_x by gathering (no atomics) and each term of the weight gradients exactly once,
-//    padded positions included. Weight gradients accumulate in registers, are summed per block in
-//    a fixed order into one partial per block, and reduce_partials_kernel adds the partials in a
-//    fixed order: deterministic.
-// Strides 1 and 2 are handled as shifts and masks, so "does tap i of some output read this row"
-// needs no division.
+// Built around the outputs (tiles and plans: kan_launch_plan.h):
+//  * Per tile, the basis family evaluates the features of every input position of the tile's
+//    window (halo and padding included) ONCE, into shared memory (16-byte chunks per position).
+//  * Thread t owns a strip of `kStrip` outputs of one row; the 3 x ((kStrip - 1) s + 3) window
+//    positions it reads are unrolled, every tap a compile-time offset. The weights are in shared
+//    memory (read as broadcasts).
+//  * Backward: each thread accumulates the weight gradients of its outputs in registers (one
+//    accumulator per (tap, feature), padded taps included since the window holds them), and
+//    computes dx for the input positions of its outputs' "cells" (the s x s positions
+//    [s a, s a + s) x [s c, s c + s) of output (a, c); they partition the input): a gather over
+//    only the taps that reach each position (1, 2, 2 or 4 of them at stride 2, for the four
+//    parities). At the end, the block's sums go to one partial per block, and the block that
+//    finishes last adds the partials in a fixed order (arrive_last): deterministic, one launch.
+//  * Stride, basis family and number of functions are template parameters of the
+//    specialisations the defaults run; RuntimeBasis covers every other family/count in one
+//    instantiation per dtype and stride (kan_conv2d_launcher.h, docs/ops.md).
 #pragma once
 
 #include <cstdint>
@@ -30,369 +30,559 @@
 namespace mmrkan {
 namespace cuda {
 
-// Basis functions the kernels are compiled for (poly_weight.size(1)): Chebyshev degree <= 7.
+// Basis functions the kernels support (poly_weight.size(1)): Chebyshev degree <= 7.
 constexpr int kMaxFunctions = 8;
 
 // The `basis` argument: 0 Chebyshev, 1 rbf (KanBasis in kan_ops.h).
 constexpr int kChebyshev = 0;
 
-// --use_fast_math (setup.py) turns tanhf into tanh.approx.f32, whose relative error (~5e-4) is far
-// above fp32 rounding; expm1f keeps full accuracy, also near 0.
-__device__ __forceinline__ float accurate_tanh(float v) {
-  const float a = fminf(fabsf(v), 10.f);  // tanh(10) rounds to 1 in fp32; keeps expm1f finite
-  const float e = expm1f(2.f * a);
-  return copysignf(e / (e + 2.f), v);
-}
+// ---- Basis families ----------------------------------------------------------------------------
+//
+// A family is a small functor, a kernel argument:
+//   kStored             features kept per input position; feature 0 is x itself
+//   kConstant           true if a function equal to 1 everywhere (padding included) is folded
+//                       out of the stored features (Chebyshev T_0): its weights add up to a
+//                       constant, and its weight gradient is the sum of grad_out
+//   kMinBlocksPerSm     __launch_bounds__ occupancy target (registers <= 64 for 4)
+//   functions()         K, the columns of poly_weight
+//   stored()            features in use (<= kStored)
+//   poly_column(s)      the poly_weight column of stored feature s >= 1
+//   eval(v, f)          f[0..kStored) at input value v
+//   chain(f, g)         sum_s g[s] d f[s] / dx, from the stored features
 
-__device__ __forceinline__ double accurate_tanh(double v) { return tanh(v); }
+// T_k(tanh x), k < K: stores x, T_1..T_{K-1} (t = T_1 = f[1]).
+template <int kFunctions>
+struct ChebyshevBasis {
+  static_assert(kFunctions >= 1 && kFunctions <= kMaxFunctions, "1 to 8 Chebyshev functions");
+  static constexpr int kStored = kFunctions;
+  static constexpr bool kConstant = true;
+  static constexpr int kMinBlocksPerSm = 4;
 
-// feature = [x, B_0(x), ..., B_{K-1}(x)]: Chebyshev T_k(tanh x), or Gaussian bumps
-// exp(-((x - c_k) / w)^2) with c_k = -1 + k w, w = 2 / (K - 1).
-template <typename T, int kNumFunctions>
-__device__ __forceinline__ void eval_features(T v, int basis, T (&feature)[kNumFunctions + 1]) {
-  feature[0] = v;
-  if (basis == kChebyshev) {
-    const T t = accurate_tanh(v);
-    feature[1] = T(1);
-    if constexpr (kNumFunctions > 1) feature[2] = t;
+  __device__ __host__ int functions() const { return kFunctions; }
+  __device__ __host__ int stored() const { return kStored; }
+  __device__ __host__ static int poly_column(int s) { return s; }
+
+  template <typename T>
+  __device__ __forceinline__ void eval(T v, T (&f)[kStored]) const {
+    f[0] = v;
+    if constexpr (kStored > 1) {
+      const T t = fast_tanh(v);
+      f[1] = t;
+      T previous = T(1);
 #pragma unroll
-    for (int k = 2; k < kNumFunctions; ++k) feature[1 + k] = T(2) * t * feature[k] - feature[k - 1];
-  } else {
-    const T inv_width = T(kNumFunctions - 1) / T(2);
-#pragma unroll
-    for (int k = 0; k < kNumFunctions; ++k) {
-      const T u = (v + T(1)) * inv_width - T(k);  // (x - c_k) / w
-      feature[1 + k] = exp(-u * u);
+      for (int k = 2; k < kStored; ++k) {
+        f[k] = T(2) * t * f[k - 1] - previous;
+        previous = f[k - 1];
+      }
     }
   }
-}
 
-// eval_features plus slope[f] = d feature[f] / dx.
-template <typename T, int kNumFunctions>
-__device__ __forceinline__ void eval_features_and_slopes(T v, int basis,
-                                                         T (&feature)[kNumFunctions + 1],
-                                                         T (&slope)[kNumFunctions + 1]) {
-  feature[0] = v;
-  slope[0] = T(1);
-  if (basis == kChebyshev) {
-    const T t = accurate_tanh(v);
-    const T dt_dx = T(1) - t * t;
-    // dT_k/dt: T'_0 = 0, T'_1 = 1, T'_k = 2 T_{k-1} + 2t T'_{k-1} - T'_{k-2}; then times dt/dx.
-    feature[1] = T(1);
-    slope[1] = T(0);
-    if constexpr (kNumFunctions > 1) {
-      feature[2] = t;
-      slope[2] = T(1);
-    }
+  // dT_k/dx = k U_{k-1}(t) (1 - t^2), U the Chebyshev polynomials of the second kind.
+  template <typename T>
+  __device__ __forceinline__ T chain(const T (&f)[kStored], const T (&g)[kStored]) const {
+    if constexpr (kStored == 1) {
+      return g[0];
+    } else {
+      const T t = f[1];
+      T u_previous = T(0), u = T(1), sum = T(0);
 #pragma unroll
-    for (int k = 2; k < kNumFunctions; ++k) {
-      feature[1 + k] = T(2) * t * feature[k] - feature[k - 1];
-      slope[1 + k] = T(2) * feature[k] + T(2) * t * slope[k] - slope[k - 1];
-    }
-#pragma unroll
-    for (int k = 1; k < kNumFunctions; ++k) slope[1 + k] *= dt_dx;
-  } else {
-    const T inv_width = T(kNumFunctions - 1) / T(2);
-#pragma unroll
-    for (int k = 0; k < kNumFunctions; ++k) {
-      const T u = (v + T(1)) * inv_width - T(k);
-      feature[1 + k] = exp(-u * u);
-      slope[1 + k] = T(-2) * u * inv_width * feature[1 + k];
+      for (int k = 1; k < kStored; ++k) {
+        sum += T(k) * g[k] * u;
+        const T u_next = T(2) * t * u - u_previous;
+        u_previous = u;
+        u = u_next;
+      }
+      return g[0] + sum * (T(1) - t * t);
     }
   }
-}
-
-template <typename T, int kNumFeatures>
-__device__ __forceinline__ void load_weights(const T* __restrict__ base_weight,
-                                             const T* __restrict__ poly_weight,
-                                             T (&weight)[kNumTaps][kNumFeatures]) {
-#pragma unroll
-  for (int p = 0; p < kNumTaps; ++p) {
-    weight[p][0] = base_weight[p];
-#pragma unroll
-    for (int f = 1; f < kNumFeatures; ++f) weight[p][f] = poly_weight[p * (kNumFeatures - 1) + f - 1];
-  }
-}
-
-struct Tile {
-  int64_t plane0;
-  int planes, out_row0, out_col0, rows, cols;  // rows, cols, planes: clipped to the tensor
 };
 
-// Walks the tiles blockIdx.x, blockIdx.x + gridDim.x, ... as (plane group, tile in group)
-// without 64-bit divisions.
+// Any basis code and K <= kMaxFunctions, chosen at run time: stores x, B_0..B_{K-1} (zeros
+// beyond). One instantiation per dtype and stride for everything the specialisations do not
+// cover.
+struct RuntimeBasis {
+  static constexpr int kStored = kMaxFunctions + 1;
+  static constexpr bool kConstant = false;
+  static constexpr int kMinBlocksPerSm = 1;
+
+  int basis;
+  int num_functions;
+
+  __device__ __host__ int functions() const { return num_functions; }
+  __device__ __host__ int stored() const { return num_functions + 1; }
+  __device__ __host__ static int poly_column(int s) { return s - 1; }
+
+  template <typename T>
+  __device__ __forceinline__ void eval(T v, T (&f)[kStored]) const {
+    f[0] = v;
+    if (basis == kChebyshev) {
+      const T t = fast_tanh(v);
+      T previous = T(1), current = t;
+      f[1] = T(1);
+#pragma unroll
+      for (int k = 1; k < kMaxFunctions; ++k) {
+        f[1 + k] = k < num_functions ? current : T(0);
+        const T next = T(2) * t * current - previous;
+        previous = current;
+        current = next;
+      }
+    } else {
+      // Gaussian bumps: centres -1 + k w, width w = 2 / (K - 1), no tanh.
+      const T inv_width = T(num_functions - 1) / T(2);
+#pragma unroll
+      for (int k = 0; k < kMaxFunctions; ++k) {
+        const T u = (v + T(1)) * inv_width - T(k);
+        f[1 + k] = k < num_functions ? fast_exp(-u * u) : T(0);
+      }
+    }
+  }
+
+  template <typename T>
+  __device__ __forceinline__ T chain(const T (&f)[kStored], const T (&g)[kStored]) const {
+    T sum = T(0);
+    if (basis == kChebyshev) {
+      const T t = f[2];  // T_1 (0 when K = 1, unused then)
+      T u_previous = T(0), u = T(1);
+#pragma unroll
+      for (int k = 1; k < kMaxFunctions; ++k) {
+        if (k < num_functions) sum += T(k) * g[1 + k] * u;
+        const T u_next = T(2) * t * u - u_previous;
+        u_previous = u;
+        u = u_next;
+      }
+      sum *= T(1) - t * t;
+    } else {
+      const T inv_width = T(num_functions - 1) / T(2);
+#pragma unroll
+      for (int k = 0; k < kMaxFunctions; ++k) {
+        const T u = (f[0] + T(1)) * inv_width - T(k);
+        if (k < num_functions) sum += g[1 + k] * (T(-2) * inv_width * u) * f[1 + k];
+      }
+    }
+    return g[0] + sum;
+  }
+};
+
+// ---- Shared memory layout ----------------------------------------------------------------------
+
+template <typename T>
+struct FeatureLayout {
+  static constexpr int kPerChunk = kVectorBytes / static_cast<int>(sizeof(T));
+  using Chunk = Pack<T, kPerChunk>;
+};
+
+template <typename T, int kStored>
+struct Features {
+  using Chunk = typename FeatureLayout<T>::Chunk;
+  static constexpr int kPerChunk = FeatureLayout<T>::kPerChunk;
+  static constexpr int kChunks = (kStored + kPerChunk - 1) / kPerChunk;
+
+  __device__ __forceinline__ static void load(const Chunk* src, T (&f)[kStored]) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const Chunk chunk = src[c];
+#pragma unroll
+      for (int i = 0; i < kPerChunk; ++i) {
+        if (c * kPerChunk + i < kStored) f[c * kPerChunk + i] = chunk.val[i];
+      }
+    }
+  }
+
+  __device__ __forceinline__ static void store(Chunk* dst, const T (&f)[kStored]) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      Chunk chunk;
+#pragma unroll
+      for (int i = 0; i < kPerChunk; ++i) {
+        chunk.val[i] = c * kPerChunk + i < kStored ? f[c * kPerChunk + i] : T(0);
+      }
+      dst[c] = chunk;
+    }
+  }
+};
+
+// Slot of window column `col` in a row (ConvGeometry::parity_split, which the launcher sets to
+// kStride * kStrip == 2).
+template <int kStride, int kStrip>
+__device__ __forceinline__ int window_slot(const ConvGeometry& geo, int col) {
+  if constexpr (kStride * kStrip == 2) {
+    return (col & 1) * geo.half_pitch + (col >> 1);
+  } else {
+    return col;
+  }
+}
+
+// Weights W[p][s] in shared memory as kChunks chunks per tap, zeros past basis.stored(); returns
+// the sum of the folded constant function's weights (0 without one). Every thread calls it; the
+// caller synchronises before the first read.
+template <typename T, typename Basis>
+__device__ __forceinline__ T load_weights(const T* __restrict__ base_weight,
+                                          const T* __restrict__ poly_weight, const Basis& basis,
+                                          typename FeatureLayout<T>::Chunk* weights) {
+  using F = Features<T, Basis::kStored>;
+  T* flat = reinterpret_cast<T*>(weights);
+  const int functions = basis.functions();
+  for (int i = threadIdx.x; i < kNumTaps * F::kChunks * F::kPerChunk; i += kThreadsPerBlock) {
+    const int p = i / (F::kChunks * F::kPerChunk);
+    const int s = i % (F::kChunks * F::kPerChunk);
+    T w = T(0);
+    if (s == 0) {
+      w = base_weight[p];
+    } else if (s < basis.stored()) {
+      w = poly_weight[p * functions + Basis::poly_column(s)];
+    }
+    flat[i] = w;
+  }
+  T constant = T(0);
+  if constexpr (Basis::kConstant) {
+#pragma unroll
+    for (int p = 0; p < kNumTaps; ++p) constant += __ldg(poly_weight + p * functions);
+  }
+  return constant;
+}
+
+// The thread's strip: plane q, row a, strip sb of the tile (the same in every tile).
+struct StripOwner {
+  int plane, row, strip;
+  bool active;
+
+  __device__ explicit StripOwner(const ConvGeometry& geo) {
+    strip = static_cast<int>(threadIdx.x % geo.strips_w);
+    row = static_cast<int>(threadIdx.x / geo.strips_w % geo.tile_h);
+    plane = static_cast<int>(threadIdx.x / (geo.strips_w * geo.tile_h));
+    active = plane < geo.tile_planes;
+  }
+};
+
+// Walks this block's consecutive tiles (plane group, tile row, tile column) without divisions.
+// Tile counts fit in 31 bits (kan_conv2d_launcher.h checks).
 struct TileCursor {
-  int64_t group;
-  int in_group;
-  int64_t step_groups;
-  int step_in_group;
+  int tile, end, group, tile_row, tile_col;
 
-  __device__ explicit TileCursor(const ConvGeometry& geo)
-      : group(blockIdx.x / geo.tiles_per_group),
-        in_group(blockIdx.x % geo.tiles_per_group),
-        step_groups(gridDim.x / geo.tiles_per_group),
-        step_in_group(gridDim.x % geo.tiles_per_group) {}
+  __device__ explicit TileCursor(const ConvGeometry& geo) {
+    tile = static_cast<int>(blockIdx.x * geo.tiles_per_block);
+    end = static_cast<int>(min(geo.num_tiles, tile + geo.tiles_per_block));
+    const int per_group = geo.tiles_w * geo.tiles_h;
+    group = tile / per_group;
+    const int in_group = tile - group * per_group;
+    tile_row = in_group / geo.tiles_w;
+    tile_col = in_group % geo.tiles_w;
+  }
 
-  __device__ bool valid(const ConvGeometry& geo) const { return group < geo.plane_groups; }
+  __device__ bool valid() const { return tile < end; }
 
   __device__ void advance(const ConvGeometry& geo) {
-    group += step_groups;
-    in_group += step_in_group;
-    if (in_group >= geo.tiles_per_group) {
-      in_group -= geo.tiles_per_group;
-      ++group;
+    ++tile;
+    if (++tile_col == geo.tiles_w) {
+      tile_col = 0;
+      if (++tile_row == geo.tiles_h) {
+        tile_row = 0;
+        ++group;
+      }
     }
   }
 
-  __device__ Tile tile(const ConvGeometry& geo) const {
-    Tile t;
-    t.plane0 = group * geo.tile_planes;
-    t.planes = static_cast<int>(min(static_cast<int64_t>(geo.tile_planes), geo.planes - t.plane0));
-    t.out_row0 = (in_group / geo.tiles_w) * geo.tile_h;
-    t.out_col0 = (in_group % geo.tiles_w) * geo.tile_w;
-    t.rows = min(geo.tile_h, geo.out_height - t.out_row0);
-    t.cols = min(geo.tile_w, geo.out_width - t.out_col0);
-    return t;
+  __device__ int64_t plane0(const ConvGeometry& geo) const {
+    return static_cast<int64_t>(group) * geo.tile_planes;
   }
+  __device__ int out_row0(const ConvGeometry& geo) const { return tile_row * geo.tile_h; }
+  __device__ int out_col0(const ConvGeometry& geo) const { return tile_col * geo.tile_w; }
 };
 
-// n / d and n % d for a divisor d fixed at launch by a multiply-high, an add and a shift instead
-// of a hardware division (Granlund and Montgomery, "Division by invariant integers using
-// multiplication", PLDI 1994). Exact for n, d < 2^31.
-struct FastDivider {
-  unsigned divisor;
-  unsigned magic;  // 2^32 (2^shift - d) / d + 1
-  unsigned shift;  // ceil(log2 d)
-
-  FastDivider() = default;
-
-  explicit FastDivider(unsigned d) : divisor(d), shift(0) {
-    while ((uint64_t(1) << shift) < d) ++shift;
-    magic = static_cast<unsigned>(((uint64_t(1) << 32) * ((uint64_t(1) << shift) - d)) / d + 1);
+// Evaluates the features of the tile's window into shared memory (every thread; the caller
+// synchronises before reading). Positions outside x (padding, or past the last plane) hold the
+// features of 0.
+template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
+__device__ __forceinline__ void evaluate_window(const scalar_t* __restrict__ x,
+                                                const ConvGeometry& geo, const Basis& basis,
+                                                const TileCursor& cursor,
+                                                typename FeatureLayout<opmath_t>::Chunk* window) {
+  using F = Features<opmath_t, Basis::kStored>;
+  const int64_t plane0 = cursor.plane0(geo);
+  const int row_origin = cursor.out_row0(geo) * geo.stride - 1;
+  const int col_origin = cursor.out_col0(geo) * geo.stride - 1;
+  const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
+#pragma unroll 1
+  for (int index = threadIdx.x; index < geo.window.count; index += kThreadsPerBlock) {
+    int q, wr, wc;
+    geo.window.unflatten(index, q, wr, wc);
+    const int r = row_origin + wr;
+    const int c = col_origin + wc;
+    opmath_t v = opmath_t(0);
+    if (plane0 + q < geo.planes && static_cast<unsigned>(r) < static_cast<unsigned>(geo.height) &&
+        static_cast<unsigned>(c) < static_cast<unsigned>(geo.width)) {
+      v = static_cast<opmath_t>(
+          x[(plane0 + q) * plane_size + static_cast<int64_t>(r) * geo.width + c]);
+    }
+    opmath_t f[Basis::kStored];
+    basis.eval(v, f);
+    F::store(window + ((q * geo.win_h + wr) * geo.win_pitch +
+                       window_slot<kStride, kStrip>(geo, wc)) *
+                          F::kChunks,
+             f);
   }
-
-  __device__ __forceinline__ unsigned div(unsigned n) const {
-    return (__umulhi(n, magic) + n) >> shift;
-  }
-};
-
-// A (planes, rows, cols) box of a tile (BoxShape), enumerated by a flat index.
-struct TileBox {
-  FastDivider rows, cols;
-  int count;
-
-  __device__ void unflatten(int index, int& plane, int& row, int& col) const {
-    const unsigned by_col = cols.div(static_cast<unsigned>(index));
-    const unsigned by_row = rows.div(by_col);
-    col = index - static_cast<int>(by_col * cols.divisor);
-    row = static_cast<int>(by_col - by_row * rows.divisor);
-    plane = static_cast<int>(by_row);
-  }
-};
-
-inline TileBox make_box(const BoxShape& shape) {
-  TileBox box;
-  box.rows = FastDivider(static_cast<unsigned>(shape.rows));
-  box.cols = FastDivider(static_cast<unsigned>(shape.cols));
-  box.count = shape.count();
-  return box;
 }
 
-// window: tile_planes x ((tile_h - 1) s + 3) x ((tile_w - 1) s + 3) input positions, row 0 being
-// input row out_row0 * s - 1. smem: kNumTaps x tile outputs.
-template <typename scalar_t, typename opmath_t, int kNumFunctions>
-__global__ void __launch_bounds__(kThreadsPerBlock)
+// sum_s W[p][s] f[s]
+template <typename T, int kStored>
+__device__ __forceinline__ T dot_weights(const typename FeatureLayout<T>::Chunk* w,
+                                         const T (&f)[kStored]) {
+  T wf[kStored];
+  Features<T, kStored>::load(w, wf);
+  T sum = T(0);
+#pragma unroll
+  for (int s = 0; s < kStored; ++s) sum += wf[s] * f[s];
+  return sum;
+}
+
+// Window slot (relative to the strip's first column) of strip column offset j: a compile-time
+// offset plus, with the parity split, j's half.
+template <int kStride, int kStrip>
+__device__ __forceinline__ int strip_slot(const ConvGeometry& geo, int strip, int j) {
+  constexpr int kStripPitch = kStride * kStrip;
+  if constexpr (kStripPitch == 2) {
+    return (j & 1) * geo.half_pitch + strip + (j >> 1);
+  } else {
+    return strip * kStripPitch + j;
+  }
+}
+
+// y: (planes, out_height, out_width).
+template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
+__global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
     kan_conv2d_forward_kernel(const scalar_t* __restrict__ x,
                               const opmath_t* __restrict__ base_weight,
                               const opmath_t* __restrict__ poly_weight, scalar_t* __restrict__ y,
-                              ConvGeometry geo, TileBox window, int basis) {
-  constexpr int kNumFeatures = kNumFunctions + 1;
-  MMRKAN_DYNAMIC_SMEM(unsigned char, smem);
-  opmath_t* tap_terms = reinterpret_cast<opmath_t*>(smem);
+                              ConvGeometry geo, Basis basis) {
+  using F = Features<opmath_t, Basis::kStored>;
+  using Chunk = typename F::Chunk;
+  constexpr int kSpan = (kStrip - 1) * kStride + 3;  // window columns a strip reads
+  MMRKAN_DYNAMIC_SMEM(unsigned char, smem);  // one type for every instantiation
+  Chunk* weights = reinterpret_cast<Chunk*>(smem);
+  Chunk* window = weights + kNumTaps * F::kChunks;
+  const opmath_t constant = load_weights(base_weight, poly_weight, basis, weights);
+  const StripOwner owner(geo);
 
-  opmath_t weight[kNumTaps][kNumFeatures];
-  load_weights(base_weight, poly_weight, weight);
-  const int stride = 1 << geo.stride_shift;
-  const int parity_mask = stride - 1;
-  const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
-  const int tile_outputs = geo.tile_planes * geo.tile_h * geo.tile_w;
-  // This thread's output, at the same place in every tile (tile_outputs <= kThreadsPerBlock).
-  const int my_col = threadIdx.x % geo.tile_w;
-  const int my_row = (threadIdx.x / geo.tile_w) % geo.tile_h;
-  const int my_plane = threadIdx.x / (geo.tile_w * geo.tile_h);
-
-  for (TileCursor cursor(geo); cursor.valid(geo); cursor.advance(geo)) {
-    const Tile t = cursor.tile(geo);
-    const int window_rows = (t.rows - 1) * stride + 3;
-    const int window_cols = (t.cols - 1) * stride + 3;
-    const int row0 = t.out_row0 * stride - 1;
-    const int col0 = t.out_col0 * stride - 1;
-    for (int index = threadIdx.x; index < window.count; index += kThreadsPerBlock) {
-      int plane, wr, wc;
-      window.unflatten(index, plane, wr, wc);
-      if (plane >= t.planes || wr >= window_rows || wc >= window_cols) continue;
-      const int r = row0 + wr;
-      const int c = col0 + wc;
-      opmath_t v = 0;
-      if (r >= 0 && r < geo.height && c >= 0 && c < geo.width) {
-        v = static_cast<opmath_t>(x[(t.plane0 + plane) * plane_size +
-                                    static_cast<int64_t>(r) * geo.width + c]);
-      }
-      opmath_t feature[kNumFeatures];
-      eval_features<opmath_t, kNumFunctions>(v, basis, feature);
+  for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
+    evaluate_window<scalar_t, opmath_t, Basis, kStride, kStrip>(x, geo, basis, cursor, window);
+    __syncthreads();
+    const int64_t plane = cursor.plane0(geo) + owner.plane;
+    const int out_row = cursor.out_row0(geo) + owner.row;
+    const int out_col = cursor.out_col0(geo) + owner.strip * kStrip;
+    if (owner.active && plane < geo.planes && out_row < geo.out_height &&
+        out_col < geo.out_width) {
+      opmath_t acc[kStrip];
 #pragma unroll
+      for (int o = 0; o < kStrip; ++o) acc[o] = constant;
+      // One tap row at a time: its loads in flight together, without holding all 9 taps'
+      // features and weights in registers.
+#pragma unroll 1
       for (int i = 0; i < 3; ++i) {
-        // Tap row i of tile output row o reads window row o * s + i.
-        const int dr = wr - i;
-        if (dr < 0 || (dr & parity_mask) != 0 || (dr >> geo.stride_shift) >= t.rows) continue;
+        const Chunk* row =
+            window + ((owner.plane * geo.win_h + owner.row * kStride + i) * geo.win_pitch) *
+                         F::kChunks;
 #pragma unroll
-        for (int j = 0; j < 3; ++j) {
-          const int dc = wc - j;
-          if (dc < 0 || (dc & parity_mask) != 0 || (dc >> geo.stride_shift) >= t.cols) continue;
-          opmath_t term = 0;
+        for (int j = 0; j < kSpan; ++j) {
+          opmath_t f[Basis::kStored];
+          F::load(row + strip_slot<kStride, kStrip>(geo, owner.strip, j) * F::kChunks, f);
 #pragma unroll
-          for (int f = 0; f < kNumFeatures; ++f) term += weight[i * 3 + j][f] * feature[f];
-          const int output = (plane * geo.tile_h + (dr >> geo.stride_shift)) * geo.tile_w +
-                             (dc >> geo.stride_shift);
-          tap_terms[(i * 3 + j) * tile_outputs + output] = term;
+          for (int o = 0; o < kStrip; ++o) {
+            const int tap_col = j - o * kStride;
+            if (tap_col >= 0 && tap_col < 3) {
+              acc[o] += dot_weights<opmath_t>(weights + (i * 3 + tap_col) * F::kChunks, f);
+            }
+          }
         }
       }
-    }
-    __syncthreads();
-    if (my_plane < t.planes && my_row < t.rows && my_col < t.cols) {
-      opmath_t sum = 0;
+      scalar_t* out = y + (plane * geo.out_height + out_row) * geo.out_width + out_col;
 #pragma unroll
-      for (int p = 0; p < kNumTaps; ++p) sum += tap_terms[p * tile_outputs + threadIdx.x];
-      y[((t.plane0 + my_plane) * geo.out_height + t.out_row0 + my_row) * geo.out_width +
-        t.out_col0 + my_col] = static_cast<scalar_t>(sum);
+      for (int o = 0; o < kStrip; ++o) {
+        if (out_col + o < geo.out_width) out[o] = static_cast<scalar_t>(acc[o]);
+      }
     }
-    __syncthreads();  // tap_terms is rewritten for the next tile
+    __syncthreads();  // the window is rewritten for the next tile
   }
 }
 
-// dy_box: tile_planes x (tile_h + 2) x (tile_w + 2) outputs from (out_row0 - 1, out_col0 - 1),
-// held in smem. owned_box: tile_planes x (tile_h s + 2) x (tile_w s + 2) positions from input
-// (out_row0 s - 1, out_col0 s - 1), a superset of the positions the tile owns:
-//   rows [out_row0 s, (out_row0 + rows) s), plus row -1 for the first tile row and every row up
-//   to H for the last one (likewise for columns).
-// partials: (gridDim.x, kNumTaps * kNumFeatures), [p][0] for base_weight, [p][1 + k] for
-// poly_weight[p][k].
-template <typename scalar_t, typename opmath_t, int kNumFunctions>
-__global__ void __launch_bounds__(kThreadsPerBlock)
+// Number of weight-gradient sums of a family: one per (tap, stored feature), plus the constant's.
+template <typename Basis>
+constexpr int num_weight_sums() {
+  return kNumTaps * Basis::kStored + (Basis::kConstant ? 1 : 0);
+}
+
+// Tap index along one axis by which output a + d reads position s a + 1 + e of the window
+// (e < s: the position's place in its output's cell), or -1 if it does not.
+template <int kStride>
+__device__ __forceinline__ constexpr int reaching_tap(int e, int d) {
+  return 1 + e - kStride * d >= 0 && 1 + e - kStride * d <= 2 ? 1 + e - kStride * d : -1;
+}
+
+// partials: (num_weight_sums<Basis>(), gridDim.x); counter: cleared by the launcher.
+// grad_poly_weight: (9, K).
+template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
+__global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
     kan_conv2d_backward_kernel(const scalar_t* __restrict__ grad_out,
                                const scalar_t* __restrict__ x,
                                const opmath_t* __restrict__ base_weight,
                                const opmath_t* __restrict__ poly_weight,
-                               scalar_t* __restrict__ grad_x, opmath_t* __restrict__ partials,
-                               ConvGeometry geo, TileBox dy_box, TileBox owned_box, int basis) {
-  constexpr int kNumFeatures = kNumFunctions + 1;
-  constexpr int kNumWeights = kNumTaps * kNumFeatures;
-  MMRKAN_DYNAMIC_SMEM(unsigned char, smem);
-  opmath_t* dy_tile = reinterpret_cast<opmath_t*>(smem);
-  MMRKAN_SHARED_ARRAY(opmath_t, warp_sums, [kWarpsPerBlock][kNumWeights]);
-
-  opmath_t weight[kNumTaps][kNumFeatures];
-  load_weights(base_weight, poly_weight, weight);
-  opmath_t grad_weight[kNumTaps][kNumFeatures] = {};
-  const int stride = 1 << geo.stride_shift;
-  const int parity_mask = stride - 1;
-  const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
-  const int dy_rows = geo.tile_h + 2;
+                               scalar_t* __restrict__ grad_x,
+                               opmath_t* __restrict__ grad_base_weight,
+                               opmath_t* __restrict__ grad_poly_weight,
+                               opmath_t* __restrict__ partials, unsigned* __restrict__ counter,
+                               ConvGeometry geo, Basis basis) {
+  using F = Features<opmath_t, Basis::kStored>;
+  using Chunk = typename F::Chunk;
+  constexpr int kStored = Basis::kStored;
+  constexpr int kSums = num_weight_sums<Basis>();
+  constexpr int kSpan = (kStrip - 1) * kStride + 3;
+  MMRKAN_DYNAMIC_SMEM(unsigned char, smem);  // one type for every instantiation
+  MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kSums]);
+  Chunk* weights = reinterpret_cast<Chunk*>(smem);
+  Chunk* window = weights + kNumTaps * F::kChunks;
+  opmath_t* dy_tile = reinterpret_cast<opmath_t*>(
+      window + geo.tile_planes * geo.win_h * geo.win_pitch * F::kChunks);
+  load_weights(base_weight, poly_weight, basis, weights);
+  const StripOwner owner(geo);
   const int dy_cols = geo.tile_w + 2;
+  const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
 
-  for (TileCursor cursor(geo); cursor.valid(geo); cursor.advance(geo)) {
-    const Tile t = cursor.tile(geo);
-    for (int index = threadIdx.x; index < dy_box.count; index += kThreadsPerBlock) {
-      int plane, dr, dc;
-      dy_box.unflatten(index, plane, dr, dc);
-      const int oh = t.out_row0 - 1 + dr;
-      const int ow = t.out_col0 - 1 + dc;
-      opmath_t dy = 0;
-      if (plane < t.planes && oh >= 0 && oh < geo.out_height && ow >= 0 && ow < geo.out_width) {
+  // sums[p * kStored + s]: dL/dW[p][s]; sums[kSums - 1]: the constant's (sum of grad_out).
+  opmath_t sums[kSums];
+#pragma unroll
+  for (int k = 0; k < kSums; ++k) sums[k] = opmath_t(0);
+
+  for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
+    const int64_t plane0 = cursor.plane0(geo);
+    const int out_row0 = cursor.out_row0(geo);
+    const int out_col0 = cursor.out_col0(geo);
+    // grad_out of the tile and a ring of one output around it, 0 outside the tensor.
+#pragma unroll 1
+    for (int index = threadIdx.x; index < geo.dy_box.count; index += kThreadsPerBlock) {
+      int q, r, c;
+      geo.dy_box.unflatten(index, q, r, c);
+      const int out_row = out_row0 - 1 + r;
+      const int out_col = out_col0 - 1 + c;
+      opmath_t dy = opmath_t(0);
+      if (plane0 + q < geo.planes &&
+          static_cast<unsigned>(out_row) < static_cast<unsigned>(geo.out_height) &&
+          static_cast<unsigned>(out_col) < static_cast<unsigned>(geo.out_width)) {
         dy = static_cast<opmath_t>(
-            grad_out[((t.plane0 + plane) * geo.out_height + oh) * geo.out_width + ow]);
+            grad_out[((plane0 + q) * geo.out_height + out_row) * geo.out_width + out_col]);
       }
       dy_tile[index] = dy;
     }
+    evaluate_window<scalar_t, opmath_t, Basis, kStride, kStrip>(x, geo, basis, cursor, window);
     __syncthreads();
 
-    const bool last_row = t.out_row0 + t.rows == geo.out_height;
-    const bool last_col = t.out_col0 + t.cols == geo.out_width;
-    const int row0 = t.out_row0 * stride - 1;
-    const int col0 = t.out_col0 * stride - 1;
-    const int row_begin = t.out_row0 == 0 ? 0 : 1;
-    const int col_begin = t.out_col0 == 0 ? 0 : 1;
-    const int row_end = last_row ? geo.height + 1 - row0 : t.rows * stride + 1;
-    const int col_end = last_col ? geo.width + 1 - col0 : t.cols * stride + 1;
-    for (int index = threadIdx.x; index < owned_box.count; index += kThreadsPerBlock) {
-      int plane, wr, wc;
-      owned_box.unflatten(index, plane, wr, wc);
-      if (plane >= t.planes || wr < row_begin || wr >= row_end || wc < col_begin ||
-          wc >= col_end) {
-        continue;
-      }
-      const int r = row0 + wr;
-      const int c = col0 + wc;
-      const bool inside = r >= 0 && r < geo.height && c >= 0 && c < geo.width;
-      const int64_t offset = (t.plane0 + plane) * plane_size + static_cast<int64_t>(r) * geo.width + c;
-      const opmath_t v = inside ? static_cast<opmath_t>(x[offset]) : opmath_t(0);
-      opmath_t feature[kNumFeatures];
-      opmath_t slope[kNumFeatures];
-      eval_features_and_slopes<opmath_t, kNumFunctions>(v, basis, feature, slope);
+    const int64_t plane = plane0 + owner.plane;
+    const int out_row = out_row0 + owner.row;
+    if (owner.active && plane < geo.planes && out_row < geo.out_height) {
+      // dy of the strip's outputs and of the ring: dy_row[d + 1][1 + o + dc] for output rows
+      // out_row + d, d in {-1, 0, 1}.
+      const opmath_t* dy_here =
+          dy_tile + ((owner.plane * (geo.tile_h + 2) + owner.row + 1) * dy_cols) +
+          owner.strip * kStrip + 1;
 
-      // dy[p]: grad_out of the output whose tap p reads this position (0 if none).
-      opmath_t dy[kNumTaps];
-      const opmath_t* dy_plane = dy_tile + plane * dy_rows * dy_cols;
+      // Weight gradients: the strip's outputs times the features of their taps (outputs past
+      // the tensor have dy = 0).
+      opmath_t dy_out[kStrip];
+#pragma unroll
+      for (int o = 0; o < kStrip; ++o) {
+        dy_out[o] = dy_here[o];
+        if constexpr (Basis::kConstant) sums[kSums - 1] += dy_out[o];
+      }
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
-        // Output row out_row0 + o reads this position with tap row i iff o s = wr - i.
-        const int dr = wr - i;
-        const int tile_row = (dr >> geo.stride_shift) + 1;
-        const bool row_ok = (dr & parity_mask) == 0 && tile_row >= 0 && tile_row < dy_rows;
+        const Chunk* row =
+            window + ((owner.plane * geo.win_h + owner.row * kStride + i) * geo.win_pitch) *
+                         F::kChunks;
 #pragma unroll
-        for (int j = 0; j < 3; ++j) {
-          const int dc = wc - j;
-          const int tile_col = (dc >> geo.stride_shift) + 1;
-          const bool col_ok = (dc & parity_mask) == 0 && tile_col >= 0 && tile_col < dy_cols;
-          dy[i * 3 + j] = row_ok && col_ok ? dy_plane[tile_row * dy_cols + tile_col] : opmath_t(0);
+        for (int j = 0; j < kSpan; ++j) {
+          opmath_t f[kStored];
+          F::load(row + strip_slot<kStride, kStrip>(geo, owner.strip, j) * F::kChunks, f);
+#pragma unroll
+          for (int o = 0; o < kStrip; ++o) {
+            const int tap_col = j - o * kStride;
+            if (tap_col >= 0 && tap_col < 3) {
+#pragma unroll
+              for (int s = 0; s < kStored; ++s) {
+                sums[(i * 3 + tap_col) * kStored + s] += dy_out[o] * f[s];
+              }
+            }
+          }
         }
       }
 
-      opmath_t grad = 0;
+      // dx of the positions of the strip's cells: the taps reaching each are known at compile
+      // time from its place (er, ec) in the cell.
 #pragma unroll
-      for (int f = 0; f < kNumFeatures; ++f) {
-        opmath_t dy_weight = 0;
+      for (int o = 0; o < kStrip; ++o) {
+        const int cell_col = owner.strip * kStrip + o;  // output column in the tile
 #pragma unroll
-        for (int p = 0; p < kNumTaps; ++p) dy_weight += dy[p] * weight[p][f];
-        grad += dy_weight * slope[f];
+        for (int er = 0; er < kStride; ++er) {
+          const int in_row = (out_row0 + owner.row) * kStride + er;
+          const int window_row = owner.plane * geo.win_h + owner.row * kStride + 1 + er;
+#pragma unroll
+          for (int ec = 0; ec < kStride; ++ec) {
+            const int in_col = (out_col0 + cell_col) * kStride + ec;
+            if (in_row >= geo.height || in_col >= geo.width) continue;
+            opmath_t g[kStored];
+#pragma unroll
+            for (int s = 0; s < kStored; ++s) g[s] = opmath_t(0);
+#pragma unroll
+            for (int dr = -1; dr <= 1; ++dr) {
+              const int tap_row = reaching_tap<kStride>(er, dr);
+              if (tap_row < 0) continue;
+#pragma unroll
+              for (int dc = -1; dc <= 1; ++dc) {
+                const int tap_col = reaching_tap<kStride>(ec, dc);
+                if (tap_col < 0) continue;
+                const opmath_t dy = dy_here[dr * dy_cols + o + dc];
+                opmath_t w[kStored];
+                F::load(weights + (tap_row * 3 + tap_col) * F::kChunks, w);
+#pragma unroll
+                for (int s = 0; s < kStored; ++s) g[s] += w[s] * dy;
+              }
+            }
+            opmath_t f[kStored];
+            const int window_col = cell_col * kStride + 1 + ec;
+            F::load(window + (window_row * geo.win_pitch + window_slot<kStride, kStrip>(geo, window_col)) *
+                                 F::kChunks,
+                    f);
+            grad_x[plane * plane_size + static_cast<int64_t>(in_row) * geo.width + in_col] =
+                static_cast<scalar_t>(basis.chain(f, g));
+          }
+        }
       }
-#pragma unroll
-      for (int p = 0; p < kNumTaps; ++p) {
-#pragma unroll
-        for (int f = 0; f < kNumFeatures; ++f) grad_weight[p][f] += dy[p] * feature[f];
-      }
-      if (inside) grad_x[offset] = static_cast<scalar_t>(grad);
     }
-    __syncthreads();  // dy_tile is rewritten for the next tile
+    __syncthreads();  // the window and dy tile are rewritten for the next tile
   }
 
-  // Block sum in a fixed order: lanes by warp_reduce_sum, then warps in index order.
+  const opmath_t block_total = block_sum(sums, scratch);
+  if (threadIdx.x < kSums) {
+    partials[threadIdx.x * static_cast<int64_t>(gridDim.x) + blockIdx.x] = block_total;
+  }
+  if (!arrive_last(counter, gridDim.x)) return;
+
+  // The last block: one warp per sum, over the blocks in index order.
   const int warp = threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
-#pragma unroll
-  for (int p = 0; p < kNumTaps; ++p) {
-#pragma unroll
-    for (int f = 0; f < kNumFeatures; ++f) {
-      const opmath_t sum = warp_reduce_sum(grad_weight[p][f]);
-      if (lane == 0) warp_sums[warp][p * kNumFeatures + f] = sum;
+  const int functions = basis.functions();
+  for (int k = warp; k < kSums; k += kWarpsPerBlock) {
+    const opmath_t sum = warp_ordered_sum(partials + k * static_cast<int64_t>(gridDim.x),
+                                          static_cast<int64_t>(gridDim.x));
+    if (lane != 0) continue;
+    if (Basis::kConstant && k == kSums - 1) {
+      for (int p = 0; p < kNumTaps; ++p) grad_poly_weight[p * functions] = sum;
+      continue;
     }
-  }
-  __syncthreads();
-  for (int k = threadIdx.x; k < kNumWeights; k += kThreadsPerBlock) {
-    opmath_t sum = 0;
-#pragma unroll
-    for (int w = 0; w < kWarpsPerBlock; ++w) sum += warp_sums[w][k];
-    partials[static_cast<int64_t>(blockIdx.x) * kNumWeights + k] = sum;
+    const int p = k / kStored;
+    const int s = k % kStored;
+    if (s == 0) {
+      grad_base_weight[p] = sum;
+    } else if (s < basis.stored()) {
+      grad_poly_weight[p * functions + Basis::poly_column(s)] = sum;
+    }
   }
 }
 

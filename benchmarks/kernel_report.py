@@ -1,0 +1,480 @@
+"""Static report of mmrkan's CUDA kernels as compiled for sm_90 (no GPU needed).
+
+Builds the CUDA sources as ``tools/check_cuda_build.sh`` does (nvcc, sm_90, ``-Xptxas -v``) and
+prints, per kernel instantiation: registers, stack, spill bytes, static shared memory and the
+theoretical sm_90 occupancy computed from them; then, per op at the RKAN and KAT default shapes,
+the dynamic shared memory, occupancy and SASS instructions issued per output. With
+``--baseline-tree`` the same is done for another checkout (e.g. commit 8830666) and the ratios
+are printed side by side.
+
+    .venv/bin/python benchmarks/kernel_report.py [--baseline-tree /tmp/before] [--json FILE]
+
+SASS instructions per output (how): ``cuobjdump -sass`` of the built objects is split into
+functions; every backward branch defines a loop (head = branch target, end = branch), nested by
+address ranges. A loop body's count is every instruction between its head and its end outside
+nested loops: what a warp issues per iteration when it goes through every path (exact for
+branch-free bodies; an upper bound where lanes or iterations skip code). Each loop is given a
+role by what it contains (the tile/row loop holds the barriers or the global loads and stores, the
+basis loop the MUFU/128-bit shared stores, ...) and a trip count from the launch plan of the case
+(the current tree's plans through ``mmrkan.testing.cuda_emulation``; the 8830666 plans, which
+followed an H200's SM count and occupancy, re-derived below). Instructions outside the loops
+count once per block; loops after the main loop (the backward's final sums) are charged once per
+launch at their worst trip count. The figure is
+
+    warp-instructions per 32 outputs = sum over launches and blocks of thread instructions
+                                       x threads per block / outputs
+
+(the thread-instructions of one output when every lane of a warp is busy).
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# sm_90 (CUDA C++ Programming Guide, compute capability 9.0): per SM.
+SM90 = dict(registers=65536, max_warps=64, max_blocks=32, smem=233472, reserved_smem=1024,
+            register_unit=256, smem_unit=128, sms=132)
+THREADS = 256
+
+# The default shapes: RKANet-50's stage-4 KAN conv input (batch 128) and KAT-S / KATDet tokens.
+RKAN_CASES = [dict(op='kan_conv2d', shape=(128, 512, 14, 14), functions=k, stride=s, dtype=d)
+              for k in (4, 3) for s in (2, 1) for d in ('fp32', 'bf16')]
+KAT_CASES = [dict(op='group_rational', shape=(128 * 197, 1536), groups=8, dtype=d,
+                  name='KAT-S mlp') for d in ('fp32', 'bf16')]
+KAT_CASES += [dict(op='group_rational', shape=(128 * 197, 384), groups=8, dtype='bf16',
+                   name='KAT-S embed'),
+              dict(op='group_rational', shape=(8192, 768), groups=8, dtype='bf16',
+                   name='KATDet-B')]
+CPP_TYPES = {'fp32': 'float', 'bf16': 'c10::BFloat16', 'fp16': 'c10::Half', 'fp64': 'double'}
+ELEMENT_BYTES = {'fp32': 4, 'bf16': 2, 'fp16': 2, 'fp64': 8}
+
+
+# ---- building and reading the module -----------------------------------------------------------
+
+def find_tool(name: str) -> str:
+    """$CUDA_HOME/bin first, then the copy triton ships (this machine's toolkit has none)."""
+    candidates = [osp.join(os.environ.get('CUDA_HOME', '/usr/local/cuda'), 'bin', name)]
+    try:
+        import triton
+        candidates.append(osp.join(osp.dirname(triton.__file__), 'backends', 'nvidia', 'bin', name))
+    except ImportError:
+        pass
+    for candidate in candidates + [shutil.which(name) or '']:
+        if candidate and osp.exists(candidate):
+            return candidate
+    sys.exit(f'{name} not found in {candidates}: install the CUDA toolkit or triton')
+
+
+def build(tree: str, directory: str, python: str) -> Tuple[str, List[str], float]:
+    """Runs tools/check_cuda_build.sh on `tree`; returns its log, the CUDA objects, seconds."""
+    env = dict(os.environ, MMRKAN_CUDA_BUILD_KEEP=directory, MMRKAN_CUDA_BUILD_SOURCE=tree)
+    start = time.time()
+    result = subprocess.run(['bash', osp.join(REPO, 'tools', 'check_cuda_build.sh'), python],
+                            env=env, capture_output=True, text=True)
+    seconds = time.time() - start
+    sys.stderr.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        sys.exit(f'the CUDA build of {tree} failed (exit {result.returncode})')
+    objects = sorted(glob.glob(osp.join(directory, 'temp', '**', 'cuda', '*.o'), recursive=True))
+    if not objects:
+        sys.exit(f'no CUDA objects under {directory}/temp')
+    return osp.join(directory, 'build.log'), objects, seconds
+
+
+def demangle(names: List[str]) -> List[str]:
+    out = subprocess.run(['c++filt'], input='\n'.join(names), capture_output=True, text=True,
+                         check=True).stdout.split('\n')
+    return [re.sub(r'^void |\(.*$|mmrkan::cuda::|c10::', '', name) for name in out[:len(names)]]
+
+
+@dataclass
+class Kernel:
+    mangled: str
+    name: str = ''
+    registers: int = 0
+    stack: int = 0
+    spill_stores: int = 0
+    spill_loads: int = 0
+    static_smem: int = 0
+    sass: List[Tuple[int, str, str, Optional[int]]] = field(default_factory=list)
+    loops: List[Dict] = field(default_factory=list)
+
+
+def read_ptxas(log: str) -> Dict[str, Kernel]:
+    kernels = {}
+    text = open(log).read()
+    pattern = (r"Compiling entry function '(\S+)' for 'sm_90'\n(.*?)Used (\d+) registers"
+               r"[^\n]*?(?:(\d+) bytes smem)?\n")
+    for m in re.finditer(pattern, text, re.S):
+        mangled, details, registers, smem = m.groups()
+        kernel = Kernel(mangled, registers=int(registers), static_smem=int(smem or 0))
+        spills = re.search(r'(\d+) bytes stack frame, (\d+) bytes spill stores, '
+                           r'(\d+) bytes spill loads', details)
+        if spills:
+            kernel.stack, kernel.spill_stores, kernel.spill_loads = map(int, spills.groups())
+        kernels[mangled] = kernel
+    for kernel, name in zip(kernels.values(), demangle(list(kernels))):
+        kernel.name = name
+    return kernels
+
+
+SASS_LINE = re.compile(r'/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z0-9_.]+)([^;]*);')
+
+
+def read_sass(objects: List[str], kernels: Dict[str, Kernel]) -> None:
+    cuobjdump = find_tool('cuobjdump')
+    for obj in objects:
+        text = subprocess.run([cuobjdump, '-sass', obj], capture_output=True, text=True,
+                              check=True).stdout
+        for chunk in re.split(r'\n\s*Function : ', text)[1:]:
+            mangled = chunk.split('\n', 1)[0].strip()
+            if mangled not in kernels:
+                continue
+            sass = []
+            for m in SASS_LINE.finditer(chunk):
+                target = None
+                if m.group(3).split('.')[0] == 'BRA':
+                    t = re.search(r'0x([0-9a-f]+)', m.group(4))
+                    target = int(t.group(1), 16) if t else None
+                sass.append((int(m.group(1), 16), (m.group(2) or '').strip(), m.group(3),
+                             target))
+            kernels[mangled].sass = sass
+            kernels[mangled].loops = find_loops(sass)
+
+
+def find_loops(sass) -> List[Dict]:
+    """Loops from backward branches: head, end (indices), body count outside nested loops,
+    nesting and what the body holds (for the roles)."""
+    index = {addr: i for i, (addr, *_) in enumerate(sass)}
+    ends: Dict[int, int] = {}
+    for i, (addr, _, op, target) in enumerate(sass):
+        if target is not None and target < addr:
+            head = index[target]
+            ends[head] = max(ends.get(head, i), i)
+    spans = sorted(ends.items())
+    loops = []
+    for head, end in spans:
+        parent = min((s for s in spans if s[0] <= head and end <= s[1] and s != (head, end)),
+                     key=lambda s: s[1] - s[0], default=None)
+        loops.append(dict(head=head, end=end, parent=parent, children=[]))
+    by_span = {(l['head'], l['end']): l for l in loops}
+    for loop in loops:
+        if loop['parent'] is not None:
+            by_span[loop['parent']]['children'].append(loop)
+    for loop in loops:
+        nested = set()
+        for child in loop['children']:
+            nested.update(range(child['head'], child['end'] + 1))
+        body = [sass[i][2] for i in range(loop['head'], loop['end'] + 1) if i not in nested]
+        everything = [sass[i][2] for i in range(loop['head'], loop['end'] + 1)]
+        loop.update(count=len(body), depth=0,
+                    has_barrier=any(op.startswith('BAR') for op in everything),
+                    has_mufu=any(op.startswith('MUFU') for op in body),
+                    has_sts128=any(op.startswith('STS.128') for op in body),
+                    has_sts=any(op.startswith('STS') for op in body),
+                    has_stg=any(op.startswith('STG') for op in body),
+                    has_ldg=any(op.startswith('LDG') for op in body))
+    for loop in loops:
+        parent = loop['parent']
+        while parent is not None:
+            loop['depth'] += 1
+            parent = by_span[parent]['parent']
+    return loops
+
+
+def ftz_count(kernel: Kernel) -> int:
+    """fp32 instructions that flush denormals (FSETP/FMUL/FADD/FFMA/FMNMX with .FTZ)."""
+    return sum(1 for _, _, op, _ in kernel.sass if '.FTZ' in op and not op.startswith('MUFU'))
+
+
+# ---- occupancy ---------------------------------------------------------------------------------
+
+def occupancy(registers: int, smem: int, threads: int = THREADS) -> Tuple[int, float]:
+    """Resident blocks per sm_90 SM and the fraction of its 64 warps they fill."""
+    warps = math.ceil(threads / 32)
+    per_warp = math.ceil(max(registers, 1) * 32 / SM90['register_unit']) * SM90['register_unit']
+    by_registers = SM90['registers'] // (per_warp * warps)
+    smem_per_block = math.ceil(smem / SM90['smem_unit']) * SM90['smem_unit'] + SM90['reserved_smem']
+    by_smem = SM90['smem'] // smem_per_block
+    blocks = min(SM90['max_blocks'], SM90['max_warps'] // warps, by_registers, by_smem)
+    return blocks, blocks * warps / SM90['max_warps']
+
+
+# ---- which kernels a case runs, and their loop trips -------------------------------------------
+
+def find_kernel(kernels: Dict[str, Kernel], pattern: str) -> Kernel:
+    matches = [k for k in kernels.values() if re.fullmatch(pattern, k.name)]
+    if len(matches) != 1:
+        sys.exit(f'{len(matches)} kernels match {pattern!r}: the report does not know this tree')
+    return matches[0]
+
+
+def charge(kernel: Kernel, blocks: int, main_trips: float, inner_trips: Dict[str, float],
+           final_trips: float) -> float:
+    """Instructions of one thread, summed over the launch's blocks (times the threads per
+    block: the launch's thread-instructions). main_trips: iterations of the main loop per block;
+    inner_trips: iterations per main iteration of its children, by role; final_trips: runs of
+    the loops after the main loop (the last block's, or every block's)."""
+    top = [l for l in kernel.loops if l['depth'] == 0]
+    main = max(top, key=lambda l: (l['has_barrier'], l['has_stg'], l['count']))
+    straight = len(kernel.sass) - sum(l['end'] - l['head'] + 1 for l in top)
+    total = straight * blocks
+    for loop in top:
+        if loop is main:
+            per_iteration = loop['count']
+            for child in loop['children']:
+                role = child_role(child)
+                if role not in inner_trips:
+                    sys.exit(f'{kernel.name}: a {role} loop inside the main loop, not in the '
+                             f'model {sorted(inner_trips)}')
+                per_iteration += subtree(child) * inner_trips[role]
+            total += per_iteration * main_trips * blocks
+        elif loop['head'] < main['head']:
+            total += subtree(loop) * blocks  # set-up loops (weights): one trip per block
+        else:
+            total += subtree(loop) * final_trips  # the last block only
+    return total
+
+
+def subtree(loop: Dict) -> int:
+    return loop['count'] + sum(subtree(c) for c in loop['children'])
+
+
+def child_role(loop: Dict) -> str:
+    if loop['has_mufu'] or loop['has_sts128']:
+        return 'basis'
+    if loop['has_sts']:
+        return 'grad_out'
+    if loop['has_barrier']:
+        return 'tree'
+    return 'other'
+
+
+def current_plan(case: Dict, backward: bool) -> Dict:
+    import torch
+    from mmrkan.testing import cuda_emulation as emu
+    dtype = {'fp32': torch.float32, 'bf16': torch.bfloat16}[case['dtype']]
+    x = torch.empty(case['shape'], dtype=dtype, device='meta')
+    if case['op'] == 'kan_conv2d':
+        poly = torch.empty(9, case['functions'], dtype=torch.float32, device='meta')
+        return emu.kan_conv2d_plan(x, poly, case['stride'], 0, backward)
+    numerator = torch.empty(1, 6, device='meta')
+    denominator = torch.empty(case['groups'], 4, device='meta')
+    return emu.group_rational_plan(x, numerator, denominator)
+
+
+def outputs_of(case: Dict) -> int:
+    if case['op'] == 'group_rational':
+        return case['shape'][0] * case['shape'][1]
+    n, c, h, w = case['shape']
+    return n * c * ((h - 1) // case['stride'] + 1) * ((w - 1) // case['stride'] + 1)
+
+
+def current_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
+    """(kernel, dynamic smem, warp-instruction total) of each launch the current tree makes."""
+    scalar = re.escape(CPP_TYPES[case['dtype']])
+    plan = current_plan(case, backward)
+    direction = 'backward' if backward else 'forward'
+    if case['op'] == 'kan_conv2d':
+        basis = (f"ChebyshevBasis<{case['functions']}>" if plan['specialised']
+                 else 'RuntimeBasis')
+        kernel = find_kernel(kernels, rf"kan_conv2d_{direction}_kernel<{scalar}, float, {basis}, "
+                                      rf"{case['stride']}, {plan['strip']}>")
+        blocks = plan['blocks']
+        sums = 9 * plan['stored_features'] + 1
+        inner = dict(basis=math.ceil(plan['window_count'] / THREADS),
+                     grad_out=math.ceil(plan['dy_count'] / THREADS))
+        total = charge(kernel, blocks, plan['num_tiles'] / blocks, inner,
+                       math.ceil(sums / 8) * math.ceil(blocks / 32))
+        return [(kernel, plan['smem_bytes'], total * THREADS)]
+    kernel = find_kernel(kernels, rf"group_rational_{direction}_kernel<{scalar}, float, "
+                                  rf"RationalOrder<5, 4>, {plan['vec']}>")
+    blocks = plan['num_blocks']
+    total = charge(kernel, blocks, plan['passes'] / 2, {},
+                   math.ceil((6 + 4 * case['groups']) / 8) * math.ceil(blocks / 32))
+    return [(kernel, 0, total * THREADS)]
+
+
+# The 8830666 plans: one wave of resident blocks of an H200 (132 SMs x the kernel's occupancy).
+
+def baseline_conv_geometry(case: Dict) -> Dict:
+    def balanced(n, cap):
+        return math.ceil(n / math.ceil(n / cap))
+    n, c, h, w = case['shape']
+    s = case['stride']
+    out_h, out_w = (h - 1) // s + 1, (w - 1) // s + 1
+    tile_w = balanced(out_w, 32)
+    tile_h = balanced(out_h, max(1, THREADS // tile_w))
+    whole = (tile_h, tile_w) == (out_h, out_w)
+    tile_planes = min(n * c, THREADS // (tile_h * tile_w)) if whole else 1
+    tiles = math.ceil(n * c / tile_planes) * math.ceil(out_h / tile_h) * math.ceil(out_w / tile_w)
+    return dict(tile_planes=tile_planes, tile_h=tile_h, tile_w=tile_w, tiles=tiles,
+                window=tile_planes * ((tile_h - 1) * s + 3) * ((tile_w - 1) * s + 3),
+                dy=tile_planes * (tile_h + 2) * (tile_w + 2),
+                owned=tile_planes * (tile_h * s + 2) * (tile_w * s + 2))
+
+
+def baseline_reduce(kernels, partial_rows: int, rows: int, row_cols: int, count: int) -> float:
+    kernel = find_kernel(kernels, r'reduce_partials_kernel<float>')
+    blocks = rows * count
+    return charge(kernel, blocks, math.ceil(partial_rows * row_cols / THREADS), {}, blocks) * THREADS
+
+
+def baseline_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
+    scalar = re.escape(CPP_TYPES[case['dtype']])
+    direction = 'backward' if backward else 'forward'
+    if case['op'] == 'kan_conv2d':
+        geo = baseline_conv_geometry(case)
+        kernel = find_kernel(kernels, rf"kan_conv2d_{direction}_kernel<{scalar}, float, "
+                                      rf"{case['functions']}>")
+        smem = 4 * (geo['dy'] if backward else 9 * geo['tile_planes'] * geo['tile_h'] *
+                    geo['tile_w'])
+        resident, _ = occupancy(kernel.registers, kernel.static_smem + smem)
+        blocks = min(geo['tiles'], resident * SM90['sms'])
+        inner = dict(basis=math.ceil((geo['owned'] if backward else geo['window']) / THREADS),
+                     grad_out=math.ceil(geo['dy'] / THREADS))
+        total = charge(kernel, blocks, geo['tiles'] / blocks, inner, blocks) * THREADS
+        launches = [(kernel, smem, total)]
+        if backward:
+            launches.append((find_kernel(kernels, r'reduce_partials_kernel<float>'), 0,
+                             baseline_reduce(kernels, blocks, 1, 1, 9 * (case['functions'] + 1))))
+        return launches
+    rows, channels = case['shape']
+    vec = 16 // ELEMENT_BYTES[case['dtype']]
+    columns = channels // vec
+    kernel = find_kernel(kernels, rf"group_rational_{direction}_kernel<{scalar}, float, {vec}>")
+    block_x = 1
+    while block_x < 32 and block_x < columns:
+        block_x *= 2
+    block_y = THREADS // block_x
+    grid_x = math.ceil(columns / block_x)
+    resident, _ = occupancy(kernel.registers, kernel.static_smem)
+    grid_y = min(math.ceil(rows / block_y), max(1, resident * SM90['sms'] // grid_x), 65535)
+    blocks = grid_x * grid_y
+    row_trips = math.ceil(rows / (grid_y * block_y))
+    # The row loop; in the backward the block's tree over threadIdx.y is a loop beside it.
+    total = charge_rows_and_tree(kernel, blocks, row_trips, int(math.log2(block_y))) * THREADS
+    if not backward:
+        return [(kernel, 0, total)]
+    groups = case['groups']
+    return [(kernel, 0, total),
+            (find_kernel(kernels, r'reduce_partials_kernel<float>'), 0,
+             baseline_reduce(kernels, grid_y, 1, columns, 6)),
+            (find_kernel(kernels, r'reduce_partials_kernel<float>'), 0,
+             baseline_reduce(kernels, grid_y, groups, columns // groups, 4))]
+
+
+def charge_rows_and_tree(kernel: Kernel, blocks: int, row_trips: int, tree_trips: int) -> float:
+    top = [l for l in kernel.loops if l['depth'] == 0]
+    rows = max((l for l in top if l['has_stg']), key=lambda l: l['count'])
+    tree = [l for l in top if l['has_barrier'] and l is not rows]
+    straight = len(kernel.sass) - sum(l['end'] - l['head'] + 1 for l in top)
+    total = straight * blocks + subtree(rows) * row_trips * blocks
+    total += sum(subtree(l) for l in tree) * tree_trips * blocks
+    total += sum(subtree(l) for l in top if l is not rows and l not in tree) * blocks
+    return total
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+def report_tree(label: str, tree: str, python: str, baseline: bool, work: str) -> Dict:
+    log, objects, seconds = build(tree, osp.join(work, label), python)
+    kernels = read_ptxas(log)
+    read_sass(objects, kernels)
+    launches_of = baseline_launches if baseline else current_launches
+    cases = []
+    for case in RKAN_CASES + KAT_CASES:
+        for backward in (False, True):
+            launches = launches_of(case, kernels, backward)
+            main, smem, _ = launches[0]
+            _, occ = occupancy(main.registers, main.static_smem + smem)
+            # Thread-instructions of all threads / outputs = warp-instructions per 32 outputs.
+            per_32_outputs = sum(total for *_, total in launches) / outputs_of(case)
+            cases.append(dict(case=case_name(case), direction='backward' if backward else 'forward',
+                              kernel=main.name, launches=len(launches), registers=main.registers,
+                              spill=main.spill_stores + main.spill_loads, dynamic_smem=smem,
+                              static_smem=main.static_smem, occupancy=occ,
+                              instructions_per_32_outputs=round(per_32_outputs, 1)))
+    table = [dict(kernel=k.name, registers=k.registers, stack=k.stack, spill_stores=k.spill_stores,
+                  spill_loads=k.spill_loads, static_smem=k.static_smem,
+                  occupancy_static=occupancy(k.registers, k.static_smem)[1],
+                  sass=len(k.sass), ftz=ftz_count(k))
+             for k in sorted(kernels.values(), key=lambda k: k.name)]
+    return dict(label=label, tree=tree, build_seconds=round(seconds), kernels=table, cases=cases)
+
+
+def case_name(case: Dict) -> str:
+    if case['op'] == 'kan_conv2d':
+        return (f"kan_conv2d {'x'.join(map(str, case['shape']))} K={case['functions']} "
+                f"s={case['stride']} {case['dtype']}")
+    return f"group_rational {case['name']} {'x'.join(map(str, case['shape']))} {case['dtype']}"
+
+
+def print_report(result: Dict, baseline: Optional[Dict]) -> None:
+    print(f"\n## {result['label']}: {result['tree']} (built in {result['build_seconds']} s)\n")
+    print('| kernel | registers | stack | spill st/ld B | static smem B | occupancy* | SASS | FTZ |')
+    print('|---|---|---|---|---|---|---|---|')
+    for k in result['kernels']:
+        print(f"| {k['kernel']} | {k['registers']} | {k['stack']} | {k['spill_stores']}/"
+              f"{k['spill_loads']} | {k['static_smem']} | {k['occupancy_static']:.1%} | "
+              f"{k['sass']} | {k['ftz']} |")
+    print('\n*: from registers and static shared memory only; the per-case table adds the '
+          'dynamic shared memory.\n')
+    header = '| case | direction | launches | registers | spill B | smem B (dyn+static) | ' \
+             'occupancy | warp-instr / 32 outputs |'
+    if baseline:
+        header += ' 8830666 | fewer × |'
+    print(header)
+    print('|' + '---|' * (header.count('|') - 1))
+    base = {(c['case'], c['direction']): c for c in (baseline or {}).get('cases', [])}
+    for c in result['cases']:
+        line = (f"| {c['case']} | {c['direction']} | {c['launches']} | {c['registers']} | "
+                f"{c['spill']} | {c['dynamic_smem']}+{c['static_smem']} | {c['occupancy']:.1%} | "
+                f"{c['instructions_per_32_outputs']:.0f} |")
+        if baseline:
+            b = base[(c['case'], c['direction'])]
+            line += (f" {b['instructions_per_32_outputs']:.0f} ({b['launches']} launches, "
+                     f"{b['registers']} regs, {b['occupancy']:.1%}) | "
+                     f"{b['instructions_per_32_outputs'] / c['instructions_per_32_outputs']:.2f} |")
+        print(line)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--tree', default=REPO, help='checkout to report (default: this one)')
+    parser.add_argument('--baseline-tree', help='a checkout of 8830666 to compare with')
+    parser.add_argument('--python', default=sys.executable)
+    parser.add_argument('--json', help='also write the figures here')
+    parser.add_argument('--work', help='keep the builds here (default: a temporary folder)')
+    args = parser.parse_args()
+    work = args.work or tempfile.mkdtemp(prefix='mmrkan-kernel-report.')
+    try:
+        baseline = (report_tree('8830666', osp.abspath(args.baseline_tree), args.python, True,
+                                work) if args.baseline_tree else None)
+        current = report_tree('current', osp.abspath(args.tree), args.python, False, work)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    if baseline:
+        print_report(baseline, None)
+    print_report(current, baseline)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(current=current, baseline=baseline), f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
