@@ -49,7 +49,9 @@ ConvGeometry make_conv_geometry(const at::Tensor& x, int64_t min_tiles_per_block
       x.size(0) * x.size(1), static_cast<int>(x.size(2)), static_cast<int>(x.size(3)), kStride,
       strip_of<kStride>(), kPositionBytes, backward ? static_cast<int>(sizeof(opmath_t)) : 0,
       kNumTaps * kPositionBytes, min_tiles_per_block);
-  TORCH_CHECK(geo.num_tiles + geo.tiles_per_block <= std::numeric_limits<int32_t>::max(),
+  // Tile counts, and offsets inside the planes of a tile, in 31 bits.
+  TORCH_CHECK(geo.num_tiles + geo.tiles_per_block <= std::numeric_limits<int32_t>::max() &&
+                  x.size(2) * x.size(3) * geo.tile_planes <= std::numeric_limits<int32_t>::max(),
               "kan_conv2d: tensor too large for the CUDA kernel: ", x.sizes());
   return geo;
 }

@@ -372,8 +372,10 @@ void sync_block() {
 
 int lane_id() { return current_thread("a warp intrinsic").lane; }
 
-void warp_exchange(unsigned mask, int width, const char* intrinsic, const void* value,
-                   void* result, size_t bytes, int src_lane) {
+namespace {
+
+// The checks every warp-wide intrinsic makes; returns the caller's context.
+ThreadContext& check_warp_intrinsic(unsigned mask, int width, const char* intrinsic) {
   ThreadContext& self = current_thread(intrinsic);
   Launch& launch = *self.launch;
   if (mask != kFullMask) {
@@ -392,6 +394,15 @@ void warp_exchange(unsigned mask, int width, const char* intrinsic, const void* 
           " threads (the block's " + std::to_string(launch.threads) +
           " threads are not a multiple of 32): undefined on a GPU");
   }
+  return self;
+}
+
+}  // namespace
+
+void warp_exchange(unsigned mask, int width, const char* intrinsic, const void* value,
+                   void* result, size_t bytes, int src_lane) {
+  ThreadContext& self = check_warp_intrinsic(mask, width, intrinsic);
+  Launch& launch = *self.launch;
   // Two slot sets used in turn: a lane can be at most one exchange ahead of the others, because
   // the next exchange's round cannot end before every lane has read this one.
   uint64_t* slots =

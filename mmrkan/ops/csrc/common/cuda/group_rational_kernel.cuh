@@ -192,16 +192,19 @@ __global__ void __launch_bounds__(kThreadsPerBlock, 4)
                                    RationalLayout layout, RationalPlan plan) {
   using Vec = Pack<scalar_t, kVec>;
   constexpr int kCoeffs = Order::kCoeffs;
+  // Rows whose loads are in flight together: one for packs of 8 fp16/bf16 (16 elements at once
+  // would not fit in the 64 registers of half occupancy).
+  constexpr int kRows = kVec > 4 ? 1 : kRowsInFlight;
   MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kCoeffs]);
   const RationalThread thread(layout, plan);
   opmath_t acc[kCoeffs] = {};
   if (thread.active) {
     const RationalCoeffs<opmath_t, Order> coeffs = load_coeffs<opmath_t, Order>(
         numerator, denominator, thread.group, layout.shared_numerator);
-    for (int pass = 0; pass < plan.passes; pass += kRowsInFlight) {
-      Vec in[kRowsInFlight], dy[kRowsInFlight];
+    for (int pass = 0; pass < plan.passes; pass += kRows) {
+      Vec in[kRows], dy[kRows];
 #pragma unroll
-      for (int r = 0; r < kRowsInFlight; ++r) {
+      for (int r = 0; r < kRows; ++r) {
         const int64_t row = thread.first_row + static_cast<int64_t>(pass + r) * plan.rows_per_pass;
         if (row < thread.row_end) {
           const int64_t offset = row * layout.channels + thread.column * kVec;
@@ -210,7 +213,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, 4)
         }
       }
 #pragma unroll
-      for (int r = 0; r < kRowsInFlight; ++r) {
+      for (int r = 0; r < kRows; ++r) {
         const int64_t row = thread.first_row + static_cast<int64_t>(pass + r) * plan.rows_per_pass;
         if (row >= thread.row_end) continue;
         Vec dx;

@@ -117,6 +117,34 @@ __device__ __forceinline__ T block_sum(const T (&values)[N], T* scratch) {
   return sum;
 }
 
+// As block_sum, with the even and the odd lanes summed apart (values of two kinds, by lane
+// parity): thread h * N + k < 2 N returns the sum of values[k] over the threads of parity h.
+// scratch: kWarpsPerBlock * 2 * N elements of shared memory.
+template <typename T, int N>
+__device__ __forceinline__ T block_sum_by_lane_parity(const T (&values)[N], T* scratch) {
+  static_assert(2 * N <= kThreadsPerBlock, "one thread per sum");
+  const int thread = threadIdx.x + threadIdx.y * blockDim.x;
+  const int warp = thread / kWarpSize;
+  const int lane = thread % kWarpSize;
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    T sum = values[k];
+#pragma unroll
+    for (int mask = kWarpSize / 2; mask > 1; mask /= 2) {
+      sum += __shfl_xor_sync(0xffffffffu, sum, mask);
+    }
+    if (lane < 2) scratch[(warp * 2 + lane) * N + k] = sum;
+  }
+  __syncthreads();
+  T sum = T(0);
+  if (thread < 2 * N) {
+    sum = scratch[thread];
+#pragma unroll
+    for (int w = 1; w < kWarpsPerBlock; ++w) sum += scratch[w * 2 * N + thread];
+  }
+  return sum;
+}
+
 // The last-block-done protocol: each block stores its partial sums, then calls this (every
 // thread). It returns true, in every thread, in the one block that arrives last; that block then
 // sees every other block's partials (the release fence of each writer before its arrival, the

@@ -177,13 +177,27 @@ struct Features {
   static constexpr int kPerChunk = FeatureLayout<T>::kPerChunk;
   static constexpr int kChunks = (kStored + kPerChunk - 1) / kPerChunk;
 
+  // Loads exactly the kStored values (a last chunk of 3 fp32 as 8 + 4 bytes): the registers of
+  // an unused value would be held all the same.
   __device__ __forceinline__ static void load(const Chunk* src, T (&f)[kStored]) {
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
-      const Chunk chunk = src[c];
+      constexpr int kLast = kStored - (kChunks - 1) * kPerChunk;  // values in the last chunk
+      if (c + 1 < kChunks || kLast == kPerChunk) {
+        const Chunk chunk = src[c];
 #pragma unroll
-      for (int i = 0; i < kPerChunk; ++i) {
-        if (c * kPerChunk + i < kStored) f[c * kPerChunk + i] = chunk.val[i];
+        for (int i = 0; i < kPerChunk; ++i) f[c * kPerChunk + i] = chunk.val[i];
+      } else {
+        const T* values = reinterpret_cast<const T*>(src + c);
+        int i = 0;
+        if constexpr (kLast >= 2 && sizeof(T) == 4) {
+          const Pack<T, 2> pair = *reinterpret_cast<const Pack<T, 2>*>(values);
+          f[c * kPerChunk] = pair.val[0];
+          f[c * kPerChunk + 1] = pair.val[1];
+          i = 2;
+        }
+#pragma unroll
+        for (; i < kLast; ++i) f[c * kPerChunk + i] = values[i];
       }
     }
   }
@@ -200,17 +214,6 @@ struct Features {
     }
   }
 };
-
-// Slot of window column `col` in a row (ConvGeometry::parity_split, which the launcher sets to
-// kStride * kStrip == 2).
-template <int kStride, int kStrip>
-__device__ __forceinline__ int window_slot(const ConvGeometry& geo, int col) {
-  if constexpr (kStride * kStrip == 2) {
-    return (col & 1) * geo.half_pitch + (col >> 1);
-  } else {
-    return col;
-  }
-}
 
 // Weights W[p][s] in shared memory as kChunks chunks per tap, zeros past basis.stored(); returns
 // the sum of the folded constant function's weights (0 without one). Every thread calls it; the
@@ -241,43 +244,86 @@ __device__ __forceinline__ T load_weights(const T* __restrict__ base_weight,
   return constant;
 }
 
-// The thread's strip: plane q, row a, strip sb of the tile (the same in every tile).
+// f[0..kHalf) = src[0..kHalf) (src 8-byte aligned): one 8- or 16-byte shared load per 2 or 4
+// values.
+template <typename T, int kHalf>
+__device__ __forceinline__ void load_half(const T* src, T (&f)[kHalf]) {
+  if constexpr (kHalf * sizeof(T) % 8 == 0 && sizeof(T) == 4) {
+#pragma unroll
+    for (int k = 0; k < kHalf; k += 2) {
+      const Pack<T, 2> pair = *reinterpret_cast<const Pack<T, 2>*>(src + k);
+      f[k] = pair.val[0];
+      f[k + 1] = pair.val[1];
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < kHalf; ++k) f[k] = src[k];
+  }
+}
+
+// Window slot of column j of a strip (relative to the strip's first slot): a compile-time
+// offset plus, with the parity split, j's half.
+template <int kStride, int kStrip>
+__device__ __forceinline__ int strip_slot(const ConvGeometry& geo, int j) {
+  if constexpr (kStride * kStrip == 2) {
+    return (j & 1) * geo.half_pitch + (j >> 1);
+  } else {
+    return j;
+  }
+}
+
+// The thread's strip: plane q, row a, strip sb of the tile, and where its taps and grad_out are
+// in shared memory (the same in every tile).
+template <int kStride, int kStrip>
 struct StripOwner {
   int plane, row, strip;
+  int window_slot;  // slot of the strip's first tap (tap row 0) in the window
+  int dy_index;     // index of the strip's first output in the grad_out tile
   bool active;
 
-  __device__ explicit StripOwner(const ConvGeometry& geo) {
-    strip = static_cast<int>(threadIdx.x % geo.strips_w);
-    row = static_cast<int>(threadIdx.x / geo.strips_w % geo.tile_h);
-    plane = static_cast<int>(threadIdx.x / (geo.strips_w * geo.tile_h));
+  // Strip `index` of the tile (the thread's index, or another in the weight-gradient pass).
+  __device__ StripOwner(const ConvGeometry& geo, int index) {
+    strip = index % geo.strips_w;
+    row = index / geo.strips_w % geo.tile_h;
+    plane = index / (geo.strips_w * geo.tile_h);
     active = plane < geo.tile_planes;
+    const int first_col = strip * kStrip * kStride;
+    window_slot = (plane * geo.win_h + row * kStride) * geo.win_pitch +
+                  (kStride * kStrip == 2 ? first_col / 2 : first_col);
+    dy_index = (plane * (geo.tile_h + 2) + row + 1) * (geo.tile_w + 2) + strip * kStrip + 1;
   }
 };
 
 // Walks this block's consecutive tiles (plane group, tile row, tile column) without divisions.
 // Tile counts fit in 31 bits (kan_conv2d_launcher.h checks).
 struct TileCursor {
-  int tile, end, group, tile_row, tile_col;
+  int left, group, tile_row, tile_col;  // left: tiles still to do
+  // Elements of x (and of y / grad_out) before the tile's first plane.
+  int64_t in_offset, out_offset;
 
   __device__ explicit TileCursor(const ConvGeometry& geo) {
-    tile = static_cast<int>(blockIdx.x * geo.tiles_per_block);
-    end = static_cast<int>(min(geo.num_tiles, tile + geo.tiles_per_block));
+    const int first = static_cast<int>(blockIdx.x * geo.tiles_per_block);
+    left = static_cast<int>(min(geo.num_tiles - first, geo.tiles_per_block));
     const int per_group = geo.tiles_w * geo.tiles_h;
-    group = tile / per_group;
-    const int in_group = tile - group * per_group;
+    group = first / per_group;
+    const int in_group = first - group * per_group;
     tile_row = in_group / geo.tiles_w;
     tile_col = in_group % geo.tiles_w;
+    in_offset = plane0(geo) * geo.height * geo.width;
+    out_offset = plane0(geo) * geo.out_height * geo.out_width;
   }
 
-  __device__ bool valid() const { return tile < end; }
+  __device__ bool valid() const { return left > 0; }
 
   __device__ void advance(const ConvGeometry& geo) {
-    ++tile;
+    --left;
     if (++tile_col == geo.tiles_w) {
       tile_col = 0;
       if (++tile_row == geo.tiles_h) {
         tile_row = 0;
         ++group;
+        in_offset += geo.tile_planes * geo.height * geo.width;
+        out_offset += geo.tile_planes * geo.out_height * geo.out_width;
       }
     }
   }
@@ -285,41 +331,64 @@ struct TileCursor {
   __device__ int64_t plane0(const ConvGeometry& geo) const {
     return static_cast<int64_t>(group) * geo.tile_planes;
   }
+  // Planes of the tile inside the tensor.
+  __device__ int planes(const ConvGeometry& geo) const {
+    return static_cast<int>(min(geo.planes - plane0(geo), int64_t{geo.tile_planes}));
+  }
   __device__ int out_row0(const ConvGeometry& geo) const { return tile_row * geo.tile_h; }
   __device__ int out_col0(const ConvGeometry& geo) const { return tile_col * geo.tile_w; }
 };
 
 // Evaluates the features of the tile's window into shared memory (every thread; the caller
-// synchronises before reading). Positions outside x (padding, or past the last plane) hold the
-// features of 0.
+// synchronises before reading). Thread t fills slot t % win_pitch of rows t / win_pitch,
+// + kThreadsPerBlock / win_pitch, ...: one window column for all of them. Positions outside x
+// (padding, past the last plane) hold the features of 0. Offsets inside a tile's planes fit in
+// 31 bits (kan_conv2d_launcher.h checks).
 template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
 __device__ __forceinline__ void evaluate_window(const scalar_t* __restrict__ x,
                                                 const ConvGeometry& geo, const Basis& basis,
                                                 const TileCursor& cursor,
                                                 typename FeatureLayout<opmath_t>::Chunk* window) {
   using F = Features<opmath_t, Basis::kStored>;
-  const int64_t plane0 = cursor.plane0(geo);
-  const int row_origin = cursor.out_row0(geo) * geo.stride - 1;
-  const int col_origin = cursor.out_col0(geo) * geo.stride - 1;
-  const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
+  const int slot = threadIdx.x & (geo.win_pitch - 1);
+  int column = slot;
+  if constexpr (kStride * kStrip == 2) {
+    column = slot < geo.half_pitch ? 2 * slot : 2 * (slot - geo.half_pitch) + 1;
+  }
+  const int c = cursor.out_col0(geo) * kStride - 1 + column;
+  const bool column_inside =
+      column < geo.win_w && static_cast<unsigned>(c) < static_cast<unsigned>(geo.width);
+  const int row_origin = cursor.out_row0(geo) * kStride - 1;
+  const int planes_left = cursor.planes(geo);
+  const int rows = geo.window_rows();
+  const int row_step = kThreadsPerBlock >> geo.pitch_shift;
+  // The thread's first row, then steps of row_step rows (wr, q and the x element move along).
+  int row = threadIdx.x >> geo.pitch_shift;
+  int q = static_cast<int>(geo.win_rows.div(static_cast<unsigned>(row)));
+  int wr = row - q * geo.win_h;
+  const scalar_t* src = x + cursor.in_offset + c +
+                        static_cast<int64_t>(q) * geo.height * geo.width +
+                        static_cast<int64_t>(row_origin + wr) * geo.width;
+  typename F::Chunk* dst = window + ((row << geo.pitch_shift) + slot) * F::kChunks;
 #pragma unroll 1
-  for (int index = threadIdx.x; index < geo.window.count; index += kThreadsPerBlock) {
-    int q, wr, wc;
-    geo.window.unflatten(index, q, wr, wc);
-    const int r = row_origin + wr;
-    const int c = col_origin + wc;
+  for (; row < rows; row += row_step) {
     opmath_t v = opmath_t(0);
-    if (plane0 + q < geo.planes && static_cast<unsigned>(r) < static_cast<unsigned>(geo.height) &&
-        static_cast<unsigned>(c) < static_cast<unsigned>(geo.width)) {
-      v = static_cast<opmath_t>(
-          x[(plane0 + q) * plane_size + static_cast<int64_t>(r) * geo.width + c]);
+    if (column_inside && q < planes_left &&
+        static_cast<unsigned>(row_origin + wr) < static_cast<unsigned>(geo.height)) {
+      v = static_cast<opmath_t>(*src);
     }
     opmath_t f[Basis::kStored];
     basis.eval(v, f);
-    F::store(window + ((q * geo.win_h + wr) * geo.win_pitch +
-                       window_slot<kStride, kStrip>(geo, wc)) *
-                          F::kChunks,
-             f);
+    F::store(dst, f);
+    dst += kThreadsPerBlock * F::kChunks;
+    wr += geo.step_rows;
+    q += geo.step_planes;
+    src += geo.step_offset;
+    if (wr >= geo.win_h) {
+      wr -= geo.win_h;
+      ++q;
+      src += geo.wrap_offset;
+    }
   }
 }
 
@@ -333,18 +402,6 @@ __device__ __forceinline__ T dot_weights(const typename FeatureLayout<T>::Chunk*
 #pragma unroll
   for (int s = 0; s < kStored; ++s) sum += wf[s] * f[s];
   return sum;
-}
-
-// Window slot (relative to the strip's first column) of strip column offset j: a compile-time
-// offset plus, with the parity split, j's half.
-template <int kStride, int kStrip>
-__device__ __forceinline__ int strip_slot(const ConvGeometry& geo, int strip, int j) {
-  constexpr int kStripPitch = kStride * kStrip;
-  if constexpr (kStripPitch == 2) {
-    return (j & 1) * geo.half_pitch + strip + (j >> 1);
-  } else {
-    return strip * kStripPitch + j;
-  }
 }
 
 // y: (planes, out_height, out_width).
@@ -361,15 +418,14 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
   Chunk* weights = reinterpret_cast<Chunk*>(smem);
   Chunk* window = weights + kNumTaps * F::kChunks;
   const opmath_t constant = load_weights(base_weight, poly_weight, basis, weights);
-  const StripOwner owner(geo);
+  const StripOwner<kStride, kStrip> owner(geo, threadIdx.x);
 
   for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
     evaluate_window<scalar_t, opmath_t, Basis, kStride, kStrip>(x, geo, basis, cursor, window);
     __syncthreads();
-    const int64_t plane = cursor.plane0(geo) + owner.plane;
     const int out_row = cursor.out_row0(geo) + owner.row;
     const int out_col = cursor.out_col0(geo) + owner.strip * kStrip;
-    if (owner.active && plane < geo.planes && out_row < geo.out_height &&
+    if (owner.active && owner.plane < cursor.planes(geo) && out_row < geo.out_height &&
         out_col < geo.out_width) {
       opmath_t acc[kStrip];
 #pragma unroll
@@ -378,13 +434,11 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
       // features and weights in registers.
 #pragma unroll 1
       for (int i = 0; i < 3; ++i) {
-        const Chunk* row =
-            window + ((owner.plane * geo.win_h + owner.row * kStride + i) * geo.win_pitch) *
-                         F::kChunks;
+        const Chunk* row = window + (owner.window_slot + i * geo.win_pitch) * F::kChunks;
 #pragma unroll
         for (int j = 0; j < kSpan; ++j) {
           opmath_t f[Basis::kStored];
-          F::load(row + strip_slot<kStride, kStrip>(geo, owner.strip, j) * F::kChunks, f);
+          F::load(row + strip_slot<kStride, kStrip>(geo, j) * F::kChunks, f);
 #pragma unroll
           for (int o = 0; o < kStrip; ++o) {
             const int tap_col = j - o * kStride;
@@ -394,7 +448,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
           }
         }
       }
-      scalar_t* out = y + (plane * geo.out_height + out_row) * geo.out_width + out_col;
+      scalar_t* out = y + cursor.out_offset +
+                      (owner.plane * geo.out_height + out_row) * geo.out_width + out_col;
 #pragma unroll
       for (int o = 0; o < kStrip; ++o) {
         if (out_col + o < geo.out_width) out[o] = static_cast<scalar_t>(acc[o]);
@@ -419,6 +474,15 @@ __device__ __forceinline__ constexpr int reaching_tap(int e, int d) {
 
 // partials: (num_weight_sums<Basis>(), gridDim.x); counter: cleared by the launcher.
 // grad_poly_weight: (9, K).
+//
+// Two passes over the block's tiles, so that the weight-gradient accumulators (one register per
+// (tap, feature)) are not live while dx is computed (that would not fit in the 64 registers of
+// half occupancy):
+//  1. dx: grad_out of the tile and a ring of one output go to shared memory; each thread
+//     evaluates the basis at the positions of its cells (from x, not from a window: a position
+//     of a cell needs only its own features) and gathers the taps that reach each.
+//  2. weight gradients: the tile's window of features goes to shared memory; each thread adds
+//     dy * feature over the taps of its outputs.
 template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
 __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
     kan_conv2d_backward_kernel(const scalar_t* __restrict__ grad_out,
@@ -438,24 +502,27 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
   MMRKAN_DYNAMIC_SMEM(unsigned char, smem);  // one type for every instantiation
   MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kSums]);
   Chunk* weights = reinterpret_cast<Chunk*>(smem);
+  // Pass 1 uses the grad_out tile, pass 2 the window, in the same memory.
   Chunk* window = weights + kNumTaps * F::kChunks;
-  opmath_t* dy_tile = reinterpret_cast<opmath_t*>(
-      window + geo.tile_planes * geo.win_h * geo.win_pitch * F::kChunks);
+  opmath_t* dy_tile = reinterpret_cast<opmath_t*>(window);
   load_weights(base_weight, poly_weight, basis, weights);
-  const StripOwner owner(geo);
+  const StripOwner<kStride, kStrip> owner(geo, threadIdx.x);
   const int dy_cols = geo.tile_w + 2;
   const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
 
-  // sums[p * kStored + s]: dL/dW[p][s]; sums[kSums - 1]: the constant's (sum of grad_out).
-  opmath_t sums[kSums];
+  const int out_plane_size = geo.out_height * geo.out_width;
+  // Pass 1 also sums the base weights' gradients, dy * x (x is 0 on the padding, so the real
+  // positions, which the cells partition, give all of it) and the constant's (the sum of dy):
+  // first_sums[p] and first_sums[kNumTaps].
+  constexpr int kFirstSums = kNumTaps + (Basis::kConstant ? 1 : 0);
+  opmath_t first_sums[kFirstSums];
 #pragma unroll
-  for (int k = 0; k < kSums; ++k) sums[k] = opmath_t(0);
-
+  for (int k = 0; k < kFirstSums; ++k) first_sums[k] = opmath_t(0);
   for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
-    const int64_t plane0 = cursor.plane0(geo);
+    const int planes_left = cursor.planes(geo);
     const int out_row0 = cursor.out_row0(geo);
     const int out_col0 = cursor.out_col0(geo);
-    // grad_out of the tile and a ring of one output around it, 0 outside the tensor.
+    const scalar_t* dy_planes = grad_out + cursor.out_offset;
 #pragma unroll 1
     for (int index = threadIdx.x; index < geo.dy_box.count; index += kThreadsPerBlock) {
       int q, r, c;
@@ -463,69 +530,38 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
       const int out_row = out_row0 - 1 + r;
       const int out_col = out_col0 - 1 + c;
       opmath_t dy = opmath_t(0);
-      if (plane0 + q < geo.planes &&
+      if (q < planes_left &&
           static_cast<unsigned>(out_row) < static_cast<unsigned>(geo.out_height) &&
           static_cast<unsigned>(out_col) < static_cast<unsigned>(geo.out_width)) {
         dy = static_cast<opmath_t>(
-            grad_out[((plane0 + q) * geo.out_height + out_row) * geo.out_width + out_col]);
+            dy_planes[q * out_plane_size + out_row * geo.out_width + out_col]);
       }
       dy_tile[index] = dy;
     }
-    evaluate_window<scalar_t, opmath_t, Basis, kStride, kStrip>(x, geo, basis, cursor, window);
     __syncthreads();
 
-    const int64_t plane = plane0 + owner.plane;
-    const int out_row = out_row0 + owner.row;
-    if (owner.active && plane < geo.planes && out_row < geo.out_height) {
-      // dy of the strip's outputs and of the ring: dy_row[d + 1][1 + o + dc] for output rows
-      // out_row + d, d in {-1, 0, 1}.
-      const opmath_t* dy_here =
-          dy_tile + ((owner.plane * (geo.tile_h + 2) + owner.row + 1) * dy_cols) +
-          owner.strip * kStrip + 1;
-
-      // Weight gradients: the strip's outputs times the features of their taps (outputs past
-      // the tensor have dy = 0).
-      opmath_t dy_out[kStrip];
+    const int in_row0 = (out_row0 + owner.row) * kStride;
+    const int in_col0 = (out_col0 + owner.strip * kStrip) * kStride;
+    if (owner.active && owner.plane < planes_left && in_row0 < geo.height &&
+        in_col0 < geo.width) {
+      const opmath_t* dy_here = dy_tile + owner.dy_index;  // dy_here[d * dy_cols + o]
+      if constexpr (Basis::kConstant) {
 #pragma unroll
-      for (int o = 0; o < kStrip; ++o) {
-        dy_out[o] = dy_here[o];
-        if constexpr (Basis::kConstant) sums[kSums - 1] += dy_out[o];
+        for (int o = 0; o < kStrip; ++o) first_sums[kNumTaps] += dy_here[o];  // 0 past the edge
       }
-#pragma unroll
-      for (int i = 0; i < 3; ++i) {
-        const Chunk* row =
-            window + ((owner.plane * geo.win_h + owner.row * kStride + i) * geo.win_pitch) *
-                         F::kChunks;
-#pragma unroll
-        for (int j = 0; j < kSpan; ++j) {
-          opmath_t f[kStored];
-          F::load(row + strip_slot<kStride, kStrip>(geo, owner.strip, j) * F::kChunks, f);
-#pragma unroll
-          for (int o = 0; o < kStrip; ++o) {
-            const int tap_col = j - o * kStride;
-            if (tap_col >= 0 && tap_col < 3) {
-#pragma unroll
-              for (int s = 0; s < kStored; ++s) {
-                sums[(i * 3 + tap_col) * kStored + s] += dy_out[o] * f[s];
-              }
-            }
-          }
-        }
-      }
-
-      // dx of the positions of the strip's cells: the taps reaching each are known at compile
-      // time from its place (er, ec) in the cell.
-#pragma unroll
+      // Position (er, ec) of cell o: input (in_row0 + er, in_col0 + o s + ec).
+      const int64_t first =
+          cursor.in_offset + owner.plane * plane_size + in_row0 * geo.width + in_col0;
+      // One cell at a time: its taps' weights in flight together, not the whole strip's.
+#pragma unroll 1
       for (int o = 0; o < kStrip; ++o) {
-        const int cell_col = owner.strip * kStrip + o;  // output column in the tile
 #pragma unroll
         for (int er = 0; er < kStride; ++er) {
-          const int in_row = (out_row0 + owner.row) * kStride + er;
-          const int window_row = owner.plane * geo.win_h + owner.row * kStride + 1 + er;
 #pragma unroll
           for (int ec = 0; ec < kStride; ++ec) {
-            const int in_col = (out_col0 + cell_col) * kStride + ec;
-            if (in_row >= geo.height || in_col >= geo.width) continue;
+            if (in_row0 + er >= geo.height || in_col0 + o * kStride + ec >= geo.width) continue;
+            const int64_t offset = first + static_cast<int64_t>(er) * geo.width + o * kStride + ec;
+            const opmath_t v = static_cast<opmath_t>(x[offset]);
             opmath_t g[kStored];
 #pragma unroll
             for (int s = 0; s < kStored; ++s) g[s] = opmath_t(0);
@@ -542,25 +578,80 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
                 F::load(weights + (tap_row * 3 + tap_col) * F::kChunks, w);
 #pragma unroll
                 for (int s = 0; s < kStored; ++s) g[s] += w[s] * dy;
+                first_sums[tap_row * 3 + tap_col] += dy * v;
               }
             }
             opmath_t f[kStored];
-            const int window_col = cell_col * kStride + 1 + ec;
-            F::load(window + (window_row * geo.win_pitch + window_slot<kStride, kStrip>(geo, window_col)) *
-                                 F::kChunks,
-                    f);
-            grad_x[plane * plane_size + static_cast<int64_t>(in_row) * geo.width + in_col] =
-                static_cast<scalar_t>(basis.chain(f, g));
+            basis.eval(v, f);
+            grad_x[offset] = static_cast<scalar_t>(basis.chain(f, g));
           }
         }
       }
     }
-    __syncthreads();  // the window and dy tile are rewritten for the next tile
+    __syncthreads();  // the grad_out tile is rewritten for the next tile
   }
 
-  const opmath_t block_total = block_sum(sums, scratch);
-  if (threadIdx.x < kSums) {
-    partials[threadIdx.x * static_cast<int64_t>(gridDim.x) + blockIdx.x] = block_total;
+  // The block's sums of pass 1, one partial per block: partials[p * kStored] (base weights) and
+  // partials[kSums - 1] (the constant).
+  {
+    const opmath_t block_total = block_sum(first_sums, scratch);
+    if (threadIdx.x < kFirstSums) {
+      const int sum = threadIdx.x < kNumTaps ? threadIdx.x * kStored : kSums - 1;
+      partials[sum * static_cast<int64_t>(gridDim.x) + blockIdx.x] = block_total;
+    }
+    __syncthreads();  // scratch is used again below
+  }
+
+  // Pass 2: the other features. sums[p * kRest + s - 1]: dL/dW[p][s] for 1 <= s < kStored.
+  constexpr int kRest = kStored - 1;
+  opmath_t sums[kNumTaps * kRest > 0 ? kNumTaps * kRest : 1];
+#pragma unroll
+  for (int k = 0; k < kNumTaps * kRest; ++k) sums[k] = opmath_t(0);
+  for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
+    evaluate_window<scalar_t, opmath_t, Basis, kStride, kStrip>(x, geo, basis, cursor, window);
+    __syncthreads();
+    // Every lane runs the gather: a strip past the tensor or the tile has dy = 0 (and reads the
+    // window's first slots).
+    const int out_row = cursor.out_row0(geo) + owner.row;
+    const int out_col = cursor.out_col0(geo) + owner.strip * kStrip;
+    const bool live = owner.active && owner.plane < cursor.planes(geo) &&
+                      out_row < geo.out_height && out_col < geo.out_width;
+    const scalar_t* dy_row = grad_out + cursor.out_offset +
+                             (owner.plane * geo.out_height + out_row) * geo.out_width;
+    opmath_t dy_out[kStrip];
+#pragma unroll
+    for (int o = 0; o < kStrip; ++o) {
+      dy_out[o] = live && out_col + o < geo.out_width ? static_cast<opmath_t>(dy_row[out_col + o])
+                                                      : opmath_t(0);
+    }
+    const Chunk* taps = window + (owner.active ? owner.window_slot : 0) * F::kChunks;
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+#pragma unroll
+      for (int j = 0; j < kSpan; ++j) {
+        opmath_t f[kStored];
+        F::load(taps + (i * geo.win_pitch + strip_slot<kStride, kStrip>(geo, j)) * F::kChunks, f);
+#pragma unroll
+        for (int o = 0; o < kStrip; ++o) {
+          const int tap_col = j - o * kStride;
+          if (tap_col >= 0 && tap_col < 3) {
+#pragma unroll
+            for (int s = 1; s < kStored; ++s) {
+              sums[(i * 3 + tap_col) * kRest + s - 1] += dy_out[o] * f[s];
+            }
+          }
+        }
+      }
+    }
+    __syncthreads();  // the window is rewritten for the next tile
+  }
+
+  if constexpr (kRest > 0) {
+    const opmath_t block_total = block_sum(sums, scratch);
+    if (threadIdx.x < kNumTaps * kRest) {
+      const int sum = threadIdx.x / kRest * kStored + threadIdx.x % kRest + 1;
+      partials[sum * static_cast<int64_t>(gridDim.x) + blockIdx.x] = block_total;
+    }
   }
   if (!arrive_last(counter, gridDim.x)) return;
 

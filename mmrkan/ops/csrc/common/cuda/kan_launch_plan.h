@@ -178,6 +178,8 @@ constexpr int64_t kConvSmemBudget = 40 * 1024;
 // Blocks: about kConvTargetBlocks, each at least kConvMinTilesPerBlock tiles (backward: the
 // block's final weight-gradient sums are amortised over its tiles).
 constexpr int64_t kConvTargetBlocks = 1024;
+// Output strips per tile row (2 * 31 + 2 window columns at most, for either stride).
+constexpr int kMaxStrips = 31;
 
 struct ConvGeometry {
   int64_t planes;  // N * C
@@ -190,18 +192,24 @@ struct ConvGeometry {
   int64_t num_tiles;
   int64_t tiles_per_block;
   int64_t blocks;
-  // Window of a tile in shared memory: tile_planes x win_h x win_w positions, win_pitch slots
-  // per row; with parity_split the even columns come first, then the odd ones (half_pitch
-  // each), so that the threads of a warp read consecutive slots at stride 2.
-  int win_h, win_w, win_pitch, half_pitch;
+  // Window of a tile in shared memory: tile_planes x win_h rows (the planes' rows one after the
+  // other) of win_w positions, in rows of win_pitch = 2^pitch_shift slots (so that a thread
+  // evaluating the window keeps one column: kThreadsPerBlock is a multiple of the pitch). With
+  // parity_split the even columns come first, then the odd ones (half_pitch each), so that the
+  // threads of a warp read consecutive slots at stride 2.
+  int win_h, win_w, win_pitch, pitch_shift, half_pitch;
   bool parity_split;
   int position_bytes;  // features of one position: a multiple of 16
-  Box window;          // tile_planes x win_h x win_w
+  FastDivider win_rows;  // win_h
+  // A thread's next window row is kThreadsPerBlock / win_pitch rows on: step_rows rows and
+  // step_planes planes, step_offset elements of x (wrap_offset more when a plane ends).
+  int step_rows, step_planes;
+  int64_t step_offset, wrap_offset;
   Box dy_box;          // backward: tile_planes x (tile_h + 2) x (tile_w + 2) grad_out values
   size_t window_bytes, dy_bytes, weight_bytes;
   size_t smem_bytes;
 
-  int64_t window_count() const { return static_cast<int64_t>(window.count); }
+  __host__ __device__ int window_rows() const { return tile_planes * win_h; }
 };
 
 // position_bytes: features of one window position; dy_element_bytes: 0 for the forward, the
@@ -222,8 +230,9 @@ inline ConvGeometry make_conv_geometry(int64_t planes, int height, int width, in
   geo.parity_split = stride * strip == 2;
   geo.weight_bytes = weight_bytes;
 
+  // At most kMaxStrips strips per row: then a window row is at most 64 positions, a pitch of 64.
   const int64_t strips_total = ceil_div(geo.out_width, strip);
-  geo.strips_w = static_cast<int>(strips_total >= kWarpSize ? balanced_tile(strips_total, kWarpSize)
+  geo.strips_w = static_cast<int>(strips_total > kMaxStrips ? balanced_tile(strips_total, kMaxStrips)
                                                             : strips_total);
   geo.tile_w = geo.strips_w * strip;
   int64_t tile_h = balanced_tile(geo.out_height, std::max(1, kThreadsPerBlock / geo.strips_w));
@@ -238,13 +247,16 @@ inline ConvGeometry make_conv_geometry(int64_t planes, int height, int width, in
     geo.tile_planes = static_cast<int>(tile_planes);
     geo.win_h = (geo.tile_h - 1) * stride + 3;
     geo.win_w = (geo.tile_w - 1) * stride + 3;
-    geo.half_pitch = (geo.win_w + 1) / 2;
-    geo.win_pitch = geo.parity_split ? 2 * geo.half_pitch : geo.win_w;
+    geo.pitch_shift = 0;
+    while ((1 << geo.pitch_shift) < geo.win_w) ++geo.pitch_shift;
+    geo.win_pitch = 1 << geo.pitch_shift;
+    geo.half_pitch = geo.win_pitch / 2;
     geo.window_bytes = static_cast<size_t>(geo.tile_planes) * geo.win_h * geo.win_pitch *
                        static_cast<size_t>(position_bytes);
     geo.dy_bytes = static_cast<size_t>(geo.tile_planes) * (geo.tile_h + 2) * (geo.tile_w + 2) *
                    static_cast<size_t>(dy_element_bytes);
-    geo.smem_bytes = geo.window_bytes + geo.dy_bytes + geo.weight_bytes;
+    // The backward's grad_out tile and window are used in turn, in the same memory.
+    geo.smem_bytes = std::max(geo.window_bytes, geo.dy_bytes) + geo.weight_bytes;
     if (geo.smem_bytes <= static_cast<size_t>(kConvSmemBudget) || (tile_planes == 1 && tile_h == 1)) {
       break;
     }
@@ -254,7 +266,13 @@ inline ConvGeometry make_conv_geometry(int64_t planes, int height, int width, in
       tile_h = ceil_div(tile_h, 2);
     }
   }
-  geo.window = Box(geo.tile_planes, geo.win_h, geo.win_w);
+  geo.win_rows = FastDivider(static_cast<unsigned>(geo.win_h));
+  const int row_step = kThreadsPerBlock / geo.win_pitch;
+  geo.step_rows = row_step % geo.win_h;
+  geo.step_planes = row_step / geo.win_h;
+  const int64_t plane_size = static_cast<int64_t>(height) * width;
+  geo.step_offset = static_cast<int64_t>(geo.step_rows) * width + geo.step_planes * plane_size;
+  geo.wrap_offset = plane_size - static_cast<int64_t>(geo.win_h) * width;
   geo.dy_box = Box(geo.tile_planes, geo.tile_h + 2, geo.tile_w + 2);
   geo.tiles_w = static_cast<int>(ceil_div(geo.out_width, geo.tile_w));
   geo.tiles_h = static_cast<int>(ceil_div(geo.out_height, geo.tile_h));
