@@ -57,7 +57,7 @@ KAT_CASES += [dict(op='group_rational', shape=(128 * 197, 384), groups=8, dtype=
                    name='KAT-S embed'),
               dict(op='group_rational', shape=(8192, 768), groups=8, dtype='bf16',
                    name='KATDet-B')]
-CPP_TYPES = {'fp32': 'float', 'bf16': 'c10::BFloat16', 'fp16': 'c10::Half', 'fp64': 'double'}
+CPP_TYPES = {'fp32': 'float', 'bf16': 'BFloat16', 'fp16': 'Half', 'fp64': 'double'}
 ELEMENT_BYTES = {'fp32': 4, 'bf16': 2, 'fp16': 2, 'fp64': 8}
 
 
@@ -221,45 +221,64 @@ def find_kernel(kernels: Dict[str, Kernel], pattern: str) -> Kernel:
     return matches[0]
 
 
-def charge(kernel: Kernel, blocks: int, main_trips: float, inner_trips: Dict[str, float],
-           final_trips: float) -> float:
-    """Instructions of one thread, summed over the launch's blocks (times the threads per
-    block: the launch's thread-instructions). main_trips: iterations of the main loop per block;
-    inner_trips: iterations per main iteration of its children, by role; final_trips: runs of
-    the loops after the main loop (the last block's, or every block's)."""
-    top = [l for l in kernel.loops if l['depth'] == 0]
-    main = max(top, key=lambda l: (l['has_barrier'], l['has_stg'], l['count']))
-    straight = len(kernel.sass) - sum(l['end'] - l['head'] + 1 for l in top)
-    total = straight * blocks
-    for loop in top:
-        if loop is main:
-            per_iteration = loop['count']
-            for child in loop['children']:
-                role = child_role(child)
-                if role not in inner_trips:
-                    sys.exit(f'{kernel.name}: a {role} loop inside the main loop, not in the '
-                             f'model {sorted(inner_trips)}')
-                per_iteration += subtree(child) * inner_trips[role]
-            total += per_iteration * main_trips * blocks
-        elif loop['head'] < main['head']:
-            total += subtree(loop) * blocks  # set-up loops (weights): one trip per block
-        else:
-            total += subtree(loop) * final_trips  # the last block only
-    return total
-
-
 def subtree(loop: Dict) -> int:
     return loop['count'] + sum(subtree(c) for c in loop['children'])
 
 
-def child_role(loop: Dict) -> str:
-    if loop['has_mufu'] or loop['has_sts128']:
-        return 'basis'
+def role(loop: Dict) -> str:
+    """What a loop inside a main loop does, from what its body holds."""
+    if loop['has_sts128'] or (loop['has_mufu'] and not loop['has_stg']):
+        return 'basis'  # features of window positions into shared memory
+    if loop['has_stg']:
+        return 'cells'  # dx of input positions
     if loop['has_sts']:
-        return 'grad_out'
+        return 'grad_out'  # a grad_out tile into shared memory
     if loop['has_barrier']:
-        return 'tree'
-    return 'other'
+        return 'tree'  # a block reduction step
+    return 'taps'  # a row of taps of an output strip
+
+
+def charge(kernel: Kernel, blocks: int, main_trips: float, inner_trips: Dict[str, float],
+           final_runs: float) -> float:
+    """Instructions of one thread, summed over the launch's blocks (times the threads per block:
+    the launch's thread-instructions). The main loops are the top-level loops with barriers (the
+    tile loops), or else the largest loop (with global stores if any); main_trips: their iterations per
+    block; inner_trips: iterations of their child loops per main iteration, by role; loops
+    before the main loops run once per block, loops after them final_runs times per launch."""
+    top = [l for l in kernel.loops if l['depth'] == 0]
+    mains = [l for l in top if l['has_barrier']]
+    if not mains:
+        mains = [max(top, key=lambda l: (l['has_stg'], l['count']))]
+    first = min(l['head'] for l in mains)
+    straight = len(kernel.sass) - sum(l['end'] - l['head'] + 1 for l in top)
+    total = straight * blocks
+    for loop in top:
+        if loop in mains:
+            per_iteration = loop['count']
+            for child in loop['children']:
+                if role(child) not in inner_trips:
+                    sys.exit(f"{kernel.name}: a {role(child)} loop inside a main loop; the trip "
+                             f"model knows {sorted(inner_trips)}")
+                per_iteration += subtree(child) * inner_trips[role(child)]
+            total += per_iteration * main_trips * blocks
+        elif loop['head'] < first:
+            total += subtree(loop) * blocks
+        else:
+            total += subtree(loop) * final_runs
+    return total
+
+
+def flat_loop_trips(count: int) -> float:
+    """Average iterations per warp of `for (i = threadIdx.x; i < count; i += 256)`: a warp runs
+    as long as its first lane does."""
+    return sum(max(0, math.ceil((count - 32 * w) / THREADS)) for w in range(8)) / 8
+
+
+def window_trips(rows: int, pitch: int) -> float:
+    """Average iterations per warp of the window loop: thread t fills rows t / pitch, + 256 /
+    pitch, ... below `rows`."""
+    step = THREADS // pitch
+    return sum(max(0, math.ceil((rows - (32 * w) // pitch) / step)) for w in range(8)) / 8
 
 
 def current_plan(case: Dict, backward: bool) -> Dict:
@@ -283,7 +302,7 @@ def outputs_of(case: Dict) -> int:
 
 
 def current_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
-    """(kernel, dynamic smem, warp-instruction total) of each launch the current tree makes."""
+    """(kernel, dynamic smem, thread-instructions) of each launch the current tree makes."""
     scalar = re.escape(CPP_TYPES[case['dtype']])
     plan = current_plan(case, backward)
     direction = 'backward' if backward else 'forward'
@@ -294,15 +313,16 @@ def current_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
                                       rf"{case['stride']}, {plan['strip']}>")
         blocks = plan['blocks']
         sums = 9 * plan['stored_features'] + 1
-        inner = dict(basis=math.ceil(plan['window_count'] / THREADS),
-                     grad_out=math.ceil(plan['dy_count'] / THREADS))
+        inner = dict(basis=window_trips(plan['window_rows'], plan['win_pitch']),
+                     grad_out=flat_loop_trips(plan['dy_count']), cells=plan['strip'], taps=3)
         total = charge(kernel, blocks, plan['num_tiles'] / blocks, inner,
                        math.ceil(sums / 8) * math.ceil(blocks / 32))
         return [(kernel, plan['smem_bytes'], total * THREADS)]
     kernel = find_kernel(kernels, rf"group_rational_{direction}_kernel<{scalar}, float, "
                                   rf"RationalOrder<5, 4>, {plan['vec']}>")
     blocks = plan['num_blocks']
-    total = charge(kernel, blocks, plan['passes'] / 2, {},
+    rows_at_once = 1 if plan['vec'] > 4 and backward else 2
+    total = charge(kernel, blocks, plan['passes'] / rows_at_once, {},
                    math.ceil((6 + 4 * case['groups']) / 8) * math.ceil(blocks / 32))
     return [(kernel, 0, total * THREADS)]
 
@@ -329,7 +349,7 @@ def baseline_conv_geometry(case: Dict) -> Dict:
 def baseline_reduce(kernels, partial_rows: int, rows: int, row_cols: int, count: int) -> float:
     kernel = find_kernel(kernels, r'reduce_partials_kernel<float>')
     blocks = rows * count
-    return charge(kernel, blocks, math.ceil(partial_rows * row_cols / THREADS), {}, blocks) * THREADS
+    return charge(kernel, blocks, flat_loop_trips(partial_rows * row_cols), {}, blocks) * THREADS
 
 
 def baseline_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
@@ -343,8 +363,8 @@ def baseline_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
                     geo['tile_w'])
         resident, _ = occupancy(kernel.registers, kernel.static_smem + smem)
         blocks = min(geo['tiles'], resident * SM90['sms'])
-        inner = dict(basis=math.ceil((geo['owned'] if backward else geo['window']) / THREADS),
-                     grad_out=math.ceil(geo['dy'] / THREADS))
+        inner = dict(basis=flat_loop_trips(geo['window']), cells=flat_loop_trips(geo['owned']),
+                     grad_out=flat_loop_trips(geo['dy']))
         total = charge(kernel, blocks, geo['tiles'] / blocks, inner, blocks) * THREADS
         launches = [(kernel, smem, total)]
         if backward:
@@ -377,6 +397,7 @@ def baseline_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
 
 
 def charge_rows_and_tree(kernel: Kernel, blocks: int, row_trips: int, tree_trips: int) -> float:
+    """8830666's group_rational kernels: the row loop, and (backward) the block's tree loop."""
     top = [l for l in kernel.loops if l['depth'] == 0]
     rows = max((l for l in top if l['has_stg']), key=lambda l: l['count'])
     tree = [l for l in top if l['has_barrier'] and l is not rows]

@@ -45,10 +45,12 @@ ConvGeometry make_conv_geometry(const at::Tensor& x, int64_t min_tiles_per_block
               "kan_conv2d: spatial size too large for the CUDA kernel: ", x.sizes());
   using F = Features<opmath_t, Basis::kStored>;
   constexpr int kPositionBytes = F::kChunks * kVectorBytes;
+  // The forward keeps a window of features in shared memory, the backward a grad_out tile.
   const ConvGeometry geo = make_conv_geometry(
       x.size(0) * x.size(1), static_cast<int>(x.size(2)), static_cast<int>(x.size(3)), kStride,
-      strip_of<kStride>(), kPositionBytes, backward ? static_cast<int>(sizeof(opmath_t)) : 0,
-      kNumTaps * kPositionBytes, min_tiles_per_block);
+      strip_of<kStride>(), backward ? 0 : kPositionBytes,
+      backward ? static_cast<int>(sizeof(opmath_t)) : 0, kNumTaps * kPositionBytes,
+      min_tiles_per_block);
   // Tile counts, and offsets inside the planes of a tile, in 31 bits.
   TORCH_CHECK(geo.num_tiles + geo.tiles_per_block <= std::numeric_limits<int32_t>::max() &&
                   x.size(2) * x.size(3) * geo.tile_planes <= std::numeric_limits<int32_t>::max(),
@@ -84,7 +86,7 @@ void launch_kan_conv2d_backward(const Device& device, const at::Tensor& grad_out
   const ConvGeometry geo =
       make_conv_geometry<opmath_t, Basis, kStride>(x, kBackwardMinTilesPerBlock, true);
   check_shared_memory(device, geo.smem_bytes, "kan_conv2d");
-  at::Tensor partials = at::empty({num_weight_sums<Basis>(), geo.blocks}, base_weight.options());
+  at::Tensor partials = at::empty({WeightSums<Basis>::kCount, geo.blocks}, base_weight.options());
   at::Tensor counter = at::empty({1}, base_weight.options().dtype(at::kInt));
   device.memset(counter.mutable_data_ptr(), 0, sizeof(unsigned));
   device.launch(

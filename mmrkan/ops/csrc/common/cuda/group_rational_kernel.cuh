@@ -66,7 +66,7 @@ __device__ __forceinline__ RationalCoeffs<T, Order> load_coeffs(const T* __restr
 // division is not worth approximating).
 template <typename T, typename Order>
 __device__ __forceinline__ T rational(const RationalCoeffs<T, Order>& c, T x) {
-  const T abs_x = sign_with_positive_zero(x) * x;
+  const T abs_x = fabs(x);
   T p = c.a[Order::kNumerator - 1];
 #pragma unroll
   for (int k = Order::kNumerator - 2; k >= 0; --k) p = p * x + c.a[k];
@@ -83,7 +83,7 @@ template <typename T, typename Order>
 __device__ __forceinline__ T rational_backward(const RationalCoeffs<T, Order>& c, T x, T dy,
                                                T (&acc)[Order::kCoeffs]) {
   const T sign_x = sign_with_positive_zero(x);
-  const T abs_x = sign_x * x;
+  const T abs_x = fabs(x);
   // P, R = dP/dx on x; Q, dQ/d|x| on |x| (Horner).
   T p = c.a[Order::kNumerator - 1];
   T dp = T(0);
@@ -121,13 +121,20 @@ __device__ __forceinline__ T rational_backward(const RationalCoeffs<T, Order>& c
   return dy_over_q * (dp - sign_x * dq * f);
 }
 
-// Where a thread's elements are: the block's group, the thread's column and first row.
+// Resident blocks per SM the kernels are compiled for: 4 (64 registers, half occupancy) in
+// fp32; 2 in fp64, whose values take two registers each.
+template <typename opmath_t>
+constexpr int rational_min_blocks() {
+  return sizeof(opmath_t) == 8 ? 2 : 4;
+}
+
+// Where a thread's elements are: the block's group, the offset of its first vector, and how
+// many rows (of its chunk, rows_per_pass apart) it has.
 struct RationalThread {
   int64_t group;
-  int64_t column;     // thread column in [0, C / vec)
-  int64_t first_row;  // of the chunk, plus the thread's row in a pass
-  int64_t row_end;    // of the chunk, at most layout.rows
-  bool active;        // a column of the slice and a row of the pass
+  int64_t offset;  // of the first row's vector in x
+  int64_t step;    // elements from one of the thread's rows to the next
+  int rows;        // 0 for a thread outside the slice
 
   __device__ RationalThread(const RationalLayout& layout, const RationalPlan& plan) {
     const int slice = static_cast<int>(blockIdx.x % plan.slices);
@@ -136,51 +143,91 @@ struct RationalThread {
     const int row_in_pass = static_cast<int>(threadIdx.x / plan.slice_columns);
     const int64_t column_in_group =
         static_cast<int64_t>(slice) * plan.slice_columns + column_in_slice;
-    column = group * layout.group_columns + column_in_group;
-    const int64_t chunk_begin = static_cast<int64_t>(blockIdx.y) * plan.chunk_rows;
-    first_row = chunk_begin + row_in_pass;
-    row_end = min(layout.rows, chunk_begin + plan.chunk_rows);
-    active = row_in_pass < plan.rows_per_pass && column_in_group < layout.group_columns;
+    const int64_t first_row = static_cast<int64_t>(blockIdx.y) * plan.chunk_rows + row_in_pass;
+    const int64_t row_end = min(layout.rows, static_cast<int64_t>(blockIdx.y + 1) * plan.chunk_rows);
+    const bool active = row_in_pass < plan.rows_per_pass && column_in_group < layout.group_columns;
+    rows = active && first_row < row_end
+               ? static_cast<int>((row_end - first_row + plan.rows_per_pass - 1) / plan.rows_per_pass)
+               : 0;
+    offset = first_row * layout.channels + (group * layout.group_columns + column_in_group) *
+                                               layout.vec;
+    step = static_cast<int64_t>(plan.rows_per_pass) * layout.channels;
   }
 };
 
+// F of kRows rows of the thread's vectors, their loads in flight together.
+template <int kRows, typename scalar_t, typename opmath_t, typename Order, int kVec>
+__device__ __forceinline__ void forward_rows(const RationalCoeffs<opmath_t, Order>& coeffs,
+                                             const scalar_t* __restrict__ x,
+                                             scalar_t* __restrict__ y, int64_t step) {
+  using Vec = Pack<scalar_t, kVec>;
+  Vec in[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) in[r] = load_pack<Vec>(x + r * step);
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    Vec out;
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) {
+      out.val[v] = static_cast<scalar_t>(rational(coeffs, static_cast<opmath_t>(in[r].val[v])));
+    }
+    store_pack(y + r * step, out);
+  }
+}
+
+// dx of kRows rows of the thread's vectors (loads in flight together), coefficient gradients
+// added to acc.
+template <int kRows, typename scalar_t, typename opmath_t, typename Order, int kVec>
+__device__ __forceinline__ void backward_rows(const RationalCoeffs<opmath_t, Order>& coeffs,
+                                              const scalar_t* __restrict__ grad_out,
+                                              const scalar_t* __restrict__ x,
+                                              scalar_t* __restrict__ grad_x, int64_t step,
+                                              opmath_t (&acc)[Order::kCoeffs]) {
+  using Vec = Pack<scalar_t, kVec>;
+  Vec in[kRows], dy[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    in[r] = load_pack<Vec>(x + r * step);
+    dy[r] = load_pack<Vec>(grad_out + r * step);
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    Vec dx;
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) {
+      dx.val[v] = static_cast<scalar_t>(rational_backward(
+          coeffs, static_cast<opmath_t>(in[r].val[v]), static_cast<opmath_t>(dy[r].val[v]), acc));
+    }
+    store_pack(grad_x + r * step, dx);
+  }
+}
+
 template <typename scalar_t, typename opmath_t, typename Order, int kVec>
-__global__ void __launch_bounds__(kThreadsPerBlock, 4)
+__global__ void __launch_bounds__(kThreadsPerBlock, rational_min_blocks<opmath_t>())
     group_rational_forward_kernel(const scalar_t* __restrict__ x,
                                   const opmath_t* __restrict__ numerator,
                                   const opmath_t* __restrict__ denominator,
                                   scalar_t* __restrict__ y, RationalLayout layout,
                                   RationalPlan plan) {
-  using Vec = Pack<scalar_t, kVec>;
   const RationalThread thread(layout, plan);
-  if (!thread.active) return;
+  if (thread.rows == 0) return;
   const RationalCoeffs<opmath_t, Order> coeffs =
       load_coeffs<opmath_t, Order>(numerator, denominator, thread.group, layout.shared_numerator);
-  for (int pass = 0; pass < plan.passes; pass += kRowsInFlight) {
-    Vec in[kRowsInFlight];
-#pragma unroll
-    for (int r = 0; r < kRowsInFlight; ++r) {
-      const int64_t row = thread.first_row + static_cast<int64_t>(pass + r) * plan.rows_per_pass;
-      if (row < thread.row_end) in[r] = load_pack<Vec>(x + row * layout.channels + thread.column * kVec);
-    }
-#pragma unroll
-    for (int r = 0; r < kRowsInFlight; ++r) {
-      const int64_t row = thread.first_row + static_cast<int64_t>(pass + r) * plan.rows_per_pass;
-      if (row >= thread.row_end) continue;
-      Vec out;
-#pragma unroll
-      for (int v = 0; v < kVec; ++v) {
-        out.val[v] = static_cast<scalar_t>(rational(coeffs, static_cast<opmath_t>(in[r].val[v])));
-      }
-      store_pack(y + row * layout.channels + thread.column * kVec, out);
-    }
+  const scalar_t* src = x + thread.offset;
+  scalar_t* dst = y + thread.offset;
+  int rows = thread.rows;
+  for (; rows >= kRowsInFlight; rows -= kRowsInFlight) {
+    forward_rows<kRowsInFlight, scalar_t, opmath_t, Order, kVec>(coeffs, src, dst, thread.step);
+    src += kRowsInFlight * thread.step;
+    dst += kRowsInFlight * thread.step;
   }
+  if (rows > 0) forward_rows<1, scalar_t, opmath_t, Order, kVec>(coeffs, src, dst, thread.step);
 }
 
 // partials: (Order::kCoeffs, num_blocks), block index blockIdx.x * gridDim.y + blockIdx.y, so
 // that the blocks of one group are consecutive. counter: cleared by the launcher.
 template <typename scalar_t, typename opmath_t, typename Order, int kVec>
-__global__ void __launch_bounds__(kThreadsPerBlock, 4)
+__global__ void __launch_bounds__(kThreadsPerBlock, rational_min_blocks<opmath_t>())
     group_rational_backward_kernel(const scalar_t* __restrict__ grad_out,
                                    const scalar_t* __restrict__ x,
                                    const opmath_t* __restrict__ numerator,
@@ -190,7 +237,6 @@ __global__ void __launch_bounds__(kThreadsPerBlock, 4)
                                    opmath_t* __restrict__ grad_denominator,
                                    opmath_t* __restrict__ partials, unsigned* __restrict__ counter,
                                    RationalLayout layout, RationalPlan plan) {
-  using Vec = Pack<scalar_t, kVec>;
   constexpr int kCoeffs = Order::kCoeffs;
   // Rows whose loads are in flight together: one for packs of 8 fp16/bf16 (16 elements at once
   // would not fit in the 64 registers of half occupancy).
@@ -198,33 +244,22 @@ __global__ void __launch_bounds__(kThreadsPerBlock, 4)
   MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kCoeffs]);
   const RationalThread thread(layout, plan);
   opmath_t acc[kCoeffs] = {};
-  if (thread.active) {
+  if (thread.rows > 0) {
     const RationalCoeffs<opmath_t, Order> coeffs = load_coeffs<opmath_t, Order>(
         numerator, denominator, thread.group, layout.shared_numerator);
-    for (int pass = 0; pass < plan.passes; pass += kRows) {
-      Vec in[kRows], dy[kRows];
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const int64_t row = thread.first_row + static_cast<int64_t>(pass + r) * plan.rows_per_pass;
-        if (row < thread.row_end) {
-          const int64_t offset = row * layout.channels + thread.column * kVec;
-          in[r] = load_pack<Vec>(x + offset);
-          dy[r] = load_pack<Vec>(grad_out + offset);
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const int64_t row = thread.first_row + static_cast<int64_t>(pass + r) * plan.rows_per_pass;
-        if (row >= thread.row_end) continue;
-        Vec dx;
-#pragma unroll
-        for (int v = 0; v < kVec; ++v) {
-          dx.val[v] = static_cast<scalar_t>(
-              rational_backward(coeffs, static_cast<opmath_t>(in[r].val[v]),
-                                static_cast<opmath_t>(dy[r].val[v]), acc));
-        }
-        store_pack(grad_x + row * layout.channels + thread.column * kVec, dx);
-      }
+    const scalar_t* dy = grad_out + thread.offset;
+    const scalar_t* src = x + thread.offset;
+    scalar_t* dst = grad_x + thread.offset;
+    int rows = thread.rows;
+    for (; rows >= kRows; rows -= kRows) {
+      backward_rows<kRows, scalar_t, opmath_t, Order, kVec>(coeffs, dy, src, dst, thread.step,
+                                                            acc);
+      dy += kRows * thread.step;
+      src += kRows * thread.step;
+      dst += kRows * thread.step;
+    }
+    if (kRows > 1 && rows > 0) {
+      backward_rows<1, scalar_t, opmath_t, Order, kVec>(coeffs, dy, src, dst, thread.step, acc);
     }
   }
 

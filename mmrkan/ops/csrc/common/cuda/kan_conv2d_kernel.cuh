@@ -298,6 +298,7 @@ struct StripOwner {
 // Tile counts fit in 31 bits (kan_conv2d_launcher.h checks).
 struct TileCursor {
   int left, group, tile_row, tile_col;  // left: tiles still to do
+  int planes;  // planes of the tile inside the tensor
   // Elements of x (and of y / grad_out) before the tile's first plane.
   int64_t in_offset, out_offset;
 
@@ -311,6 +312,7 @@ struct TileCursor {
     tile_col = in_group % geo.tiles_w;
     in_offset = plane0(geo) * geo.height * geo.width;
     out_offset = plane0(geo) * geo.out_height * geo.out_width;
+    planes = planes_of_group(geo);
   }
 
   __device__ bool valid() const { return left > 0; }
@@ -324,6 +326,7 @@ struct TileCursor {
         ++group;
         in_offset += geo.tile_planes * geo.height * geo.width;
         out_offset += geo.tile_planes * geo.out_height * geo.out_width;
+        planes = planes_of_group(geo);
       }
     }
   }
@@ -331,8 +334,7 @@ struct TileCursor {
   __device__ int64_t plane0(const ConvGeometry& geo) const {
     return static_cast<int64_t>(group) * geo.tile_planes;
   }
-  // Planes of the tile inside the tensor.
-  __device__ int planes(const ConvGeometry& geo) const {
+  __device__ int planes_of_group(const ConvGeometry& geo) const {
     return static_cast<int>(min(geo.planes - plane0(geo), int64_t{geo.tile_planes}));
   }
   __device__ int out_row0(const ConvGeometry& geo) const { return tile_row * geo.tile_h; }
@@ -359,12 +361,13 @@ __device__ __forceinline__ void evaluate_window(const scalar_t* __restrict__ x,
   const bool column_inside =
       column < geo.win_w && static_cast<unsigned>(c) < static_cast<unsigned>(geo.width);
   const int row_origin = cursor.out_row0(geo) * kStride - 1;
-  const int planes_left = cursor.planes(geo);
   const int rows = geo.window_rows();
+  const int rows_inside = cursor.planes * geo.win_h;  // rows of planes inside the tensor
   const int row_step = kThreadsPerBlock >> geo.pitch_shift;
-  // The thread's first row, then steps of row_step rows (wr, q and the x element move along).
+  // The thread's first row (plane q, row wr of its window), then steps of row_step rows (wr and
+  // the x element move along).
   int row = threadIdx.x >> geo.pitch_shift;
-  int q = static_cast<int>(geo.win_rows.div(static_cast<unsigned>(row)));
+  const int q = static_cast<int>(geo.win_rows.div(static_cast<unsigned>(row)));
   int wr = row - q * geo.win_h;
   const scalar_t* src = x + cursor.in_offset + c +
                         static_cast<int64_t>(q) * geo.height * geo.width +
@@ -373,7 +376,7 @@ __device__ __forceinline__ void evaluate_window(const scalar_t* __restrict__ x,
 #pragma unroll 1
   for (; row < rows; row += row_step) {
     opmath_t v = opmath_t(0);
-    if (column_inside && q < planes_left &&
+    if (column_inside && row < rows_inside &&
         static_cast<unsigned>(row_origin + wr) < static_cast<unsigned>(geo.height)) {
       v = static_cast<opmath_t>(*src);
     }
@@ -382,11 +385,9 @@ __device__ __forceinline__ void evaluate_window(const scalar_t* __restrict__ x,
     F::store(dst, f);
     dst += kThreadsPerBlock * F::kChunks;
     wr += geo.step_rows;
-    q += geo.step_planes;
     src += geo.step_offset;
     if (wr >= geo.win_h) {
       wr -= geo.win_h;
-      ++q;
       src += geo.wrap_offset;
     }
   }
@@ -425,7 +426,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
     __syncthreads();
     const int out_row = cursor.out_row0(geo) + owner.row;
     const int out_col = cursor.out_col0(geo) + owner.strip * kStrip;
-    if (owner.active && owner.plane < cursor.planes(geo) && out_row < geo.out_height &&
+    if (owner.active && owner.plane < cursor.planes && out_row < geo.out_height &&
         out_col < geo.out_width) {
       opmath_t acc[kStrip];
 #pragma unroll
@@ -459,30 +460,163 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
   }
 }
 
-// Number of weight-gradient sums of a family: one per (tap, stored feature), plus the constant's.
+// The backward's weight-gradient sums of a family, the partials' rows: one per (tap, stored
+// feature) over the real input positions, one per tap of grad_out over the padding (the
+// padding's features are those of 0 at every padded position: f_s(0) times that sum gives its
+// share of dW[p][s]), and the constant's.
 template <typename Basis>
-constexpr int num_weight_sums() {
-  return kNumTaps * Basis::kStored + (Basis::kConstant ? 1 : 0);
-}
+struct WeightSums {
+  static constexpr int kReal = kNumTaps * Basis::kStored;  // real[p * kStored + s]
+  static constexpr int kPadding = kReal;                   // padding[p] at kPadding + p
+  static constexpr int kConstant = kReal + kNumTaps;       // if Basis::kConstant
+  static constexpr int kCount = kConstant + (Basis::kConstant ? 1 : 0);
+};
 
-// Tap index along one axis by which output a + d reads position s a + 1 + e of the window
-// (e < s: the position's place in its output's cell), or -1 if it does not.
+// Tap index along one axis by which output a + d reads input position s a + e (e < s: the
+// position's place in output a's cell), or -1 if it does not.
 template <int kStride>
 __device__ __forceinline__ constexpr int reaching_tap(int e, int d) {
   return 1 + e - kStride * d >= 0 && 1 + e - kStride * d <= 2 ? 1 + e - kStride * d : -1;
 }
 
-// partials: (num_weight_sums<Basis>(), gridDim.x); counter: cleared by the launcher.
+// One pass of the backward over the block's tiles (see kan_conv2d_backward_kernel). Sums, in
+// the thread's registers, dy * feature s for s in [kBegin, kEnd) over the (position, tap) pairs
+// of its cells into real[p * (kEnd - kBegin) + s - kBegin]; with kDx also dx, the padding sums
+// and the constant's. grad_out of a tile and of a ring of one output around it are in dy_tile.
+template <bool kDx, int kBegin, int kEnd, typename scalar_t, typename opmath_t, typename Basis,
+          int kStride, int kStrip>
+__device__ __forceinline__ void backward_pass(
+    const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ x,
+    scalar_t* __restrict__ grad_x, const ConvGeometry& geo, const Basis& basis,
+    const typename FeatureLayout<opmath_t>::Chunk* weights, opmath_t* dy_tile,
+    const StripOwner<kStride, kStrip>& owner, opmath_t (&real)[kNumTaps * (kEnd - kBegin)],
+    opmath_t (&padding)[kNumTaps], opmath_t& constant) {
+  using F = Features<opmath_t, Basis::kStored>;
+  constexpr int kStored = Basis::kStored;
+  constexpr int kCount = kEnd - kBegin;
+  const int dy_cols = geo.tile_w + 2;
+  const int plane_size = geo.height * geo.width;
+  const int out_plane_size = geo.out_height * geo.out_width;
+  for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
+    const int out_row0 = cursor.out_row0(geo);
+    const int out_col0 = cursor.out_col0(geo);
+    const scalar_t* dy_planes = grad_out + cursor.out_offset;
+#pragma unroll 1
+    for (int index = threadIdx.x; index < geo.dy_box.count; index += kThreadsPerBlock) {
+      int q, r, c;
+      geo.dy_box.unflatten(index, q, r, c);
+      const int out_row = out_row0 - 1 + r;
+      const int out_col = out_col0 - 1 + c;
+      opmath_t dy = opmath_t(0);
+      if (q < cursor.planes &&
+          static_cast<unsigned>(out_row) < static_cast<unsigned>(geo.out_height) &&
+          static_cast<unsigned>(out_col) < static_cast<unsigned>(geo.out_width)) {
+        dy = static_cast<opmath_t>(
+            dy_planes[q * out_plane_size + out_row * geo.out_width + out_col]);
+      }
+      dy_tile[index] = dy;
+    }
+    __syncthreads();
+
+    const int out_row = out_row0 + owner.row;
+    const int out_col = out_col0 + owner.strip * kStrip;
+    if (owner.active && owner.plane < cursor.planes && out_row < geo.out_height &&
+        out_col < geo.out_width) {
+      const opmath_t* dy_here = dy_tile + owner.dy_index;  // dy_here[d * dy_cols + o]
+      if constexpr (kDx) {
+        // Taps reading the padding: rows s a - 1 + i outside [0, H), columns s c - 1 + j
+        // outside [0, W). dy is 0 past the tensor's edge.
+        const int row = out_row * kStride - 1;
+        bool row_padded[3];
+#pragma unroll
+        for (int i = 0; i < 3; ++i) {
+          row_padded[i] = static_cast<unsigned>(row + i) >= static_cast<unsigned>(geo.height);
+        }
+#pragma unroll
+        for (int o = 0; o < kStrip; ++o) {
+          const opmath_t dy = dy_here[o];
+          if constexpr (Basis::kConstant) constant += dy;
+          const int col = (out_col + o) * kStride - 1;
+#pragma unroll
+          for (int j = 0; j < 3; ++j) {
+            const bool col_padded =
+                static_cast<unsigned>(col + j) >= static_cast<unsigned>(geo.width);
+#pragma unroll
+            for (int i = 0; i < 3; ++i) {
+              if (row_padded[i] || col_padded) padding[i * 3 + j] += dy;
+            }
+          }
+        }
+      }
+      // Position (er, ec) of cell o: input (in_row0 + er, in_col0 + o s + ec).
+      const int in_row0 = out_row * kStride;
+      const int in_col0 = out_col * kStride;
+      const int64_t first = cursor.in_offset + owner.plane * plane_size + in_row0 * geo.width +
+                            in_col0;
+      // One cell at a time: its taps' weights in flight together, not the whole strip's.
+#pragma unroll 1
+      for (int o = 0; o < kStrip; ++o) {
+#pragma unroll
+        for (int er = 0; er < kStride; ++er) {
+#pragma unroll
+          for (int ec = 0; ec < kStride; ++ec) {
+            // A position of the cell past the bottom or right edge (odd H or W at stride 2) is
+            // padding, counted by the padding sums: its terms are masked, not branched around.
+            const bool inside =
+                in_row0 + er < geo.height && in_col0 + o * kStride + ec < geo.width;
+            const int64_t offset = first + static_cast<int64_t>(er) * geo.width + o * kStride + ec;
+            opmath_t f[kStored];
+            basis.eval(inside ? static_cast<opmath_t>(x[offset]) : opmath_t(0), f);
+            opmath_t masked[kStored];
+#pragma unroll
+            for (int s = kBegin; s < kEnd; ++s) masked[s] = inside ? f[s] : opmath_t(0);
+            opmath_t g[kStored];
+#pragma unroll
+            for (int s = 0; s < kStored; ++s) g[s] = opmath_t(0);
+#pragma unroll
+            for (int dr = -1; dr <= 1; ++dr) {
+              const int tap_row = reaching_tap<kStride>(er, dr);
+              if (tap_row < 0) continue;
+#pragma unroll
+              for (int dc = -1; dc <= 1; ++dc) {
+                const int tap_col = reaching_tap<kStride>(ec, dc);
+                if (tap_col < 0) continue;
+                const int p = tap_row * 3 + tap_col;
+                const opmath_t dy = dy_here[dr * dy_cols + o + dc];
+#pragma unroll
+                for (int s = kBegin; s < kEnd; ++s) {
+                  real[p * kCount + s - kBegin] += dy * masked[s];
+                }
+                if constexpr (kDx) {
+                  opmath_t w[kStored];
+                  F::load(weights + p * F::kChunks, w);
+#pragma unroll
+                  for (int s = 0; s < kStored; ++s) g[s] += w[s] * dy;
+                }
+              }
+            }
+            if (kDx && inside) grad_x[offset] = static_cast<scalar_t>(basis.chain(f, g));
+          }
+        }
+      }
+    }
+    __syncthreads();  // the grad_out tile is rewritten for the next tile
+  }
+}
+
+// partials: (WeightSums<Basis>::kCount, gridDim.x); counter: cleared by the launcher.
 // grad_poly_weight: (9, K).
 //
-// Two passes over the block's tiles, so that the weight-gradient accumulators (one register per
-// (tap, feature)) are not live while dx is computed (that would not fit in the 64 registers of
-// half occupancy):
-//  1. dx: grad_out of the tile and a ring of one output go to shared memory; each thread
-//     evaluates the basis at the positions of its cells (from x, not from a window: a position
-//     of a cell needs only its own features) and gathers the taps that reach each.
-//  2. weight gradients: the tile's window of features goes to shared memory; each thread adds
-//     dy * feature over the taps of its outputs.
+// The gradients are gathered by the input positions of the threads' cells: each position's
+// features are evaluated from x, and the taps that reach it (known at compile time from its
+// place in the cell) give dx (a gather over only those taps) and the weight-gradient terms
+// dy * feature. The padding's terms are f(0) times the sums of dy over the taps that read it.
+// Two passes over the block's tiles, each keeping about half the sums in registers (all of them
+// with dx's work would not fit in the 64 registers of half occupancy):
+//  1. dx, the features [0, ceil(kStored / 2)), the padding sums and the constant's;
+//  2. the other features.
+// Each pass's block sums go to one partial per block, and the block that finishes last adds the
+// partials in a fixed order (arrive_last): deterministic, one launch.
 template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
 __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
     kan_conv2d_backward_kernel(const scalar_t* __restrict__ grad_out,
@@ -496,184 +630,91 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
                                ConvGeometry geo, Basis basis) {
   using F = Features<opmath_t, Basis::kStored>;
   using Chunk = typename F::Chunk;
+  using Sums = WeightSums<Basis>;
   constexpr int kStored = Basis::kStored;
-  constexpr int kSums = num_weight_sums<Basis>();
-  constexpr int kSpan = (kStrip - 1) * kStride + 3;
+  constexpr int kFirst = (kStored + 1) / 2;  // features of pass 1
+  constexpr int kFirstSums = kNumTaps * kFirst + kNumTaps + 1;  // + padding, constant
   MMRKAN_DYNAMIC_SMEM(unsigned char, smem);  // one type for every instantiation
-  MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kSums]);
+  MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kFirstSums]);
   Chunk* weights = reinterpret_cast<Chunk*>(smem);
-  // Pass 1 uses the grad_out tile, pass 2 the window, in the same memory.
-  Chunk* window = weights + kNumTaps * F::kChunks;
-  opmath_t* dy_tile = reinterpret_cast<opmath_t*>(window);
+  opmath_t* dy_tile = reinterpret_cast<opmath_t*>(weights + kNumTaps * F::kChunks);
   load_weights(base_weight, poly_weight, basis, weights);
   const StripOwner<kStride, kStrip> owner(geo, threadIdx.x);
-  const int dy_cols = geo.tile_w + 2;
-  const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
+  const int64_t blocks = gridDim.x;
 
-  const int out_plane_size = geo.out_height * geo.out_width;
-  // Pass 1 also sums the base weights' gradients, dy * x (x is 0 on the padding, so the real
-  // positions, which the cells partition, give all of it) and the constant's (the sum of dy):
-  // first_sums[p] and first_sums[kNumTaps].
-  constexpr int kFirstSums = kNumTaps + (Basis::kConstant ? 1 : 0);
-  opmath_t first_sums[kFirstSums];
-#pragma unroll
-  for (int k = 0; k < kFirstSums; ++k) first_sums[k] = opmath_t(0);
-  for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
-    const int planes_left = cursor.planes(geo);
-    const int out_row0 = cursor.out_row0(geo);
-    const int out_col0 = cursor.out_col0(geo);
-    const scalar_t* dy_planes = grad_out + cursor.out_offset;
-#pragma unroll 1
-    for (int index = threadIdx.x; index < geo.dy_box.count; index += kThreadsPerBlock) {
-      int q, r, c;
-      geo.dy_box.unflatten(index, q, r, c);
-      const int out_row = out_row0 - 1 + r;
-      const int out_col = out_col0 - 1 + c;
-      opmath_t dy = opmath_t(0);
-      if (q < planes_left &&
-          static_cast<unsigned>(out_row) < static_cast<unsigned>(geo.out_height) &&
-          static_cast<unsigned>(out_col) < static_cast<unsigned>(geo.out_width)) {
-        dy = static_cast<opmath_t>(
-            dy_planes[q * out_plane_size + out_row * geo.out_width + out_col]);
-      }
-      dy_tile[index] = dy;
-    }
-    __syncthreads();
-
-    const int in_row0 = (out_row0 + owner.row) * kStride;
-    const int in_col0 = (out_col0 + owner.strip * kStrip) * kStride;
-    if (owner.active && owner.plane < planes_left && in_row0 < geo.height &&
-        in_col0 < geo.width) {
-      const opmath_t* dy_here = dy_tile + owner.dy_index;  // dy_here[d * dy_cols + o]
-      if constexpr (Basis::kConstant) {
-#pragma unroll
-        for (int o = 0; o < kStrip; ++o) first_sums[kNumTaps] += dy_here[o];  // 0 past the edge
-      }
-      // Position (er, ec) of cell o: input (in_row0 + er, in_col0 + o s + ec).
-      const int64_t first =
-          cursor.in_offset + owner.plane * plane_size + in_row0 * geo.width + in_col0;
-      // One cell at a time: its taps' weights in flight together, not the whole strip's.
-#pragma unroll 1
-      for (int o = 0; o < kStrip; ++o) {
-#pragma unroll
-        for (int er = 0; er < kStride; ++er) {
-#pragma unroll
-          for (int ec = 0; ec < kStride; ++ec) {
-            if (in_row0 + er >= geo.height || in_col0 + o * kStride + ec >= geo.width) continue;
-            const int64_t offset = first + static_cast<int64_t>(er) * geo.width + o * kStride + ec;
-            const opmath_t v = static_cast<opmath_t>(x[offset]);
-            opmath_t g[kStored];
-#pragma unroll
-            for (int s = 0; s < kStored; ++s) g[s] = opmath_t(0);
-#pragma unroll
-            for (int dr = -1; dr <= 1; ++dr) {
-              const int tap_row = reaching_tap<kStride>(er, dr);
-              if (tap_row < 0) continue;
-#pragma unroll
-              for (int dc = -1; dc <= 1; ++dc) {
-                const int tap_col = reaching_tap<kStride>(ec, dc);
-                if (tap_col < 0) continue;
-                const opmath_t dy = dy_here[dr * dy_cols + o + dc];
-                opmath_t w[kStored];
-                F::load(weights + (tap_row * 3 + tap_col) * F::kChunks, w);
-#pragma unroll
-                for (int s = 0; s < kStored; ++s) g[s] += w[s] * dy;
-                first_sums[tap_row * 3 + tap_col] += dy * v;
-              }
-            }
-            opmath_t f[kStored];
-            basis.eval(v, f);
-            grad_x[offset] = static_cast<scalar_t>(basis.chain(f, g));
-          }
-        }
-      }
-    }
-    __syncthreads();  // the grad_out tile is rewritten for the next tile
-  }
-
-  // The block's sums of pass 1, one partial per block: partials[p * kStored] (base weights) and
-  // partials[kSums - 1] (the constant).
   {
-    const opmath_t block_total = block_sum(first_sums, scratch);
+    // Pass 1: sums[0, 9 kFirst) real, then 9 padding, then the constant.
+    opmath_t sums[kFirstSums];
+#pragma unroll
+    for (int k = 0; k < kFirstSums; ++k) sums[k] = opmath_t(0);
+    opmath_t(&real)[kNumTaps * kFirst] = *reinterpret_cast<opmath_t(*)[kNumTaps * kFirst]>(sums);
+    opmath_t(&padding)[kNumTaps] =
+        *reinterpret_cast<opmath_t(*)[kNumTaps]>(sums + kNumTaps * kFirst);
+    backward_pass<true, 0, kFirst, scalar_t, opmath_t>(grad_out, x, grad_x, geo, basis, weights,
+                                                       dy_tile, owner, real, padding,
+                                                       sums[kFirstSums - 1]);
+    const opmath_t total = block_sum(sums, scratch);
     if (threadIdx.x < kFirstSums) {
-      const int sum = threadIdx.x < kNumTaps ? threadIdx.x * kStored : kSums - 1;
-      partials[sum * static_cast<int64_t>(gridDim.x) + blockIdx.x] = block_total;
-    }
-    __syncthreads();  // scratch is used again below
-  }
-
-  // Pass 2: the other features. sums[p * kRest + s - 1]: dL/dW[p][s] for 1 <= s < kStored.
-  constexpr int kRest = kStored - 1;
-  opmath_t sums[kNumTaps * kRest > 0 ? kNumTaps * kRest : 1];
-#pragma unroll
-  for (int k = 0; k < kNumTaps * kRest; ++k) sums[k] = opmath_t(0);
-  for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
-    evaluate_window<scalar_t, opmath_t, Basis, kStride, kStrip>(x, geo, basis, cursor, window);
-    __syncthreads();
-    // Every lane runs the gather: a strip past the tensor or the tile has dy = 0 (and reads the
-    // window's first slots).
-    const int out_row = cursor.out_row0(geo) + owner.row;
-    const int out_col = cursor.out_col0(geo) + owner.strip * kStrip;
-    const bool live = owner.active && owner.plane < cursor.planes(geo) &&
-                      out_row < geo.out_height && out_col < geo.out_width;
-    const scalar_t* dy_row = grad_out + cursor.out_offset +
-                             (owner.plane * geo.out_height + out_row) * geo.out_width;
-    opmath_t dy_out[kStrip];
-#pragma unroll
-    for (int o = 0; o < kStrip; ++o) {
-      dy_out[o] = live && out_col + o < geo.out_width ? static_cast<opmath_t>(dy_row[out_col + o])
-                                                      : opmath_t(0);
-    }
-    const Chunk* taps = window + (owner.active ? owner.window_slot : 0) * F::kChunks;
-#pragma unroll
-    for (int i = 0; i < 3; ++i) {
-#pragma unroll
-      for (int j = 0; j < kSpan; ++j) {
-        opmath_t f[kStored];
-        F::load(taps + (i * geo.win_pitch + strip_slot<kStride, kStrip>(geo, j)) * F::kChunks, f);
-#pragma unroll
-        for (int o = 0; o < kStrip; ++o) {
-          const int tap_col = j - o * kStride;
-          if (tap_col >= 0 && tap_col < 3) {
-#pragma unroll
-            for (int s = 1; s < kStored; ++s) {
-              sums[(i * 3 + tap_col) * kRest + s - 1] += dy_out[o] * f[s];
-            }
-          }
-        }
+      const int k = threadIdx.x;
+      int row = -1;
+      if (k < kNumTaps * kFirst) {
+        row = k / kFirst * kStored + k % kFirst;
+      } else if (k < kNumTaps * kFirst + kNumTaps) {
+        row = Sums::kPadding + k - kNumTaps * kFirst;
+      } else if (Basis::kConstant) {
+        row = Sums::kConstant;
       }
+      if (row >= 0) partials[row * blocks + blockIdx.x] = total;
     }
-    __syncthreads();  // the window is rewritten for the next tile
+    __syncthreads();  // scratch is used again
   }
-
-  if constexpr (kRest > 0) {
-    const opmath_t block_total = block_sum(sums, scratch);
-    if (threadIdx.x < kNumTaps * kRest) {
-      const int sum = threadIdx.x / kRest * kStored + threadIdx.x % kRest + 1;
-      partials[sum * static_cast<int64_t>(gridDim.x) + blockIdx.x] = block_total;
+  if constexpr (kStored > kFirst) {
+    // Pass 2: the other features.
+    constexpr int kSecond = kStored - kFirst;
+    opmath_t real[kNumTaps * kSecond];
+#pragma unroll
+    for (int k = 0; k < kNumTaps * kSecond; ++k) real[k] = opmath_t(0);
+    opmath_t unused_padding[kNumTaps], unused_constant;
+    backward_pass<false, kFirst, kStored, scalar_t, opmath_t>(
+        grad_out, x, grad_x, geo, basis, weights, dy_tile, owner, real, unused_padding,
+        unused_constant);
+    const opmath_t total = block_sum(real, scratch);
+    if (threadIdx.x < kNumTaps * kSecond) {
+      const int k = threadIdx.x;
+      partials[(k / kSecond * kStored + kFirst + k % kSecond) * blocks + blockIdx.x] = total;
     }
   }
   if (!arrive_last(counter, gridDim.x)) return;
 
-  // The last block: one warp per sum, over the blocks in index order.
+  // The last block: every sum over the blocks in index order, one warp per sum; then
+  // dW[p][s] = real + f_s(0) padding[p].
+  MMRKAN_SHARED_ARRAY(opmath_t, totals, [Sums::kCount]);
+  MMRKAN_SHARED_ARRAY(opmath_t, at_zero, [kStored]);  // the features of the padding
   const int warp = threadIdx.x / kWarpSize;
-  const int lane = threadIdx.x % kWarpSize;
+  for (int k = warp; k < Sums::kCount; k += kWarpsPerBlock) {
+    const opmath_t sum = warp_ordered_sum(partials + k * blocks, blocks);
+    if (threadIdx.x % kWarpSize == 0) totals[k] = sum;
+  }
+  if (threadIdx.x == 0) {
+    opmath_t f[kStored];
+    basis.eval(opmath_t(0), f);
+#pragma unroll
+    for (int s = 0; s < kStored; ++s) at_zero[s] = f[s];
+  }
+  __syncthreads();
   const int functions = basis.functions();
-  for (int k = warp; k < kSums; k += kWarpsPerBlock) {
-    const opmath_t sum = warp_ordered_sum(partials + k * static_cast<int64_t>(gridDim.x),
-                                          static_cast<int64_t>(gridDim.x));
-    if (lane != 0) continue;
-    if (Basis::kConstant && k == kSums - 1) {
-      for (int p = 0; p < kNumTaps; ++p) grad_poly_weight[p * functions] = sum;
-      continue;
-    }
+  for (int k = threadIdx.x; k < Sums::kReal; k += kThreadsPerBlock) {
     const int p = k / kStored;
     const int s = k % kStored;
+    const opmath_t sum = totals[k] + at_zero[s] * totals[Sums::kPadding + p];
     if (s == 0) {
       grad_base_weight[p] = sum;
     } else if (s < basis.stored()) {
       grad_poly_weight[p * functions + Basis::poly_column(s)] = sum;
     }
+  }
+  if (Basis::kConstant && threadIdx.x < kNumTaps) {
+    grad_poly_weight[threadIdx.x * functions] = totals[Sums::kConstant];
   }
 }
 
