@@ -255,11 +255,22 @@ def charge(kernel: Kernel, blocks: int, main_trips: float, inner_trips: Dict[str
     for loop in top:
         if loop in mains:
             per_iteration = loop['count']
+            by_role: Dict[str, List[Dict]] = {}
             for child in loop['children']:
-                if role(child) not in inner_trips:
-                    sys.exit(f"{kernel.name}: a {role(child)} loop inside a main loop; the trip "
-                             f"model knows {sorted(inner_trips)}")
-                per_iteration += subtree(child) * inner_trips[role(child)]
+                by_role.setdefault(role(child), []).append(child)
+            for name, children in by_role.items():
+                if name not in inner_trips:
+                    sys.exit(f"{kernel.name}: a {name} loop inside a main loop; the trip model "
+                             f"knows {sorted(inner_trips)}")
+                trips = inner_trips[name]
+                if not isinstance(trips, list):  # the same trips for every loop of the role
+                    trips = [trips] * len(children)
+                if len(trips) != len(children):
+                    sys.exit(f'{kernel.name}: {len(children)} {name} loops, the model has trips '
+                             f'for {len(trips)}')
+                # Alternatives of one role (a fast and a general path) by body size, smaller first.
+                for child, count in zip(sorted(children, key=subtree), trips):
+                    per_iteration += subtree(child) * count
             total += per_iteration * main_trips * blocks
         elif loop['head'] < first:
             total += subtree(loop) * blocks
@@ -279,6 +290,20 @@ def window_trips(rows: int, pitch: int) -> float:
     pitch, ... below `rows`."""
     step = THREADS // pitch
     return sum(max(0, math.ceil((rows - (32 * w) // pitch) / step)) for w in range(8)) / 8
+
+
+def window_trips_by_plane(plan: Dict) -> float:
+    """Average iterations per warp of the window loop's path for whole small planes: thread t
+    keeps row r = t / pitch (if r < planes_per_step win_h) and steps over the tile's planes from
+    r / win_h, planes_per_step at a time."""
+    pitch, per_step, win_h = plan['win_pitch'], plan['planes_per_step'], plan['win_h']
+    total = 0
+    for w in range(8):
+        rows = [t // pitch for t in range(32 * w, 32 * w + 32)]
+        trips = [math.ceil((plan['tile_planes'] - r // win_h) / per_step)
+                 for r in rows if r < per_step * win_h]
+        total += max(trips, default=0)
+    return total / 8
 
 
 def current_plan(case: Dict, backward: bool) -> Dict:
@@ -313,8 +338,14 @@ def current_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
                                       rf"{case['stride']}, {plan['strip']}>")
         blocks = plan['blocks']
         sums = 9 * plan['stored_features'] + 1
-        inner = dict(basis=window_trips(plan['window_rows'], plan['win_pitch']),
-                     grad_out=flat_loop_trips(plan['dy_count']), cells=plan['strip'], taps=3)
+        inner = dict(grad_out=flat_loop_trips(plan['dy_count']), cells=plan['strip'], taps=3)
+        if not backward:
+            # The window loop has a path for whole small planes (planes_per_step > 0, the
+            # smaller loop) and a general one.
+            whole = window_trips_by_plane(plan) if plan['planes_per_step'] else 0
+            general = 0 if plan['planes_per_step'] else window_trips(plan['window_rows'],
+                                                                      plan['win_pitch'])
+            inner['basis'] = [whole, general]
         total = charge(kernel, blocks, plan['num_tiles'] / blocks, inner,
                        math.ceil(sums / 8) * math.ceil(blocks / 32))
         return [(kernel, plan['smem_bytes'], total * THREADS)]

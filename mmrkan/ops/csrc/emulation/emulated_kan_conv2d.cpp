@@ -45,6 +45,8 @@ std::map<std::string, int64_t> kan_conv2d_plan(const at::Tensor& x, const at::Te
                   {"win_w", geo.win_w},
                   {"window_rows", geo.window_rows()},
                   {"win_pitch", geo.win_pitch},
+                  {"win_h", geo.win_h},
+                  {"planes_per_step", geo.planes_per_step},
                   {"dy_count", backward ? geo.dy_box.count : 0},
                   {"smem_bytes", static_cast<int64_t>(geo.smem_bytes)}};
         });

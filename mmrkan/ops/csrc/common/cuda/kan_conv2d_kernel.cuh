@@ -361,18 +361,34 @@ __device__ __forceinline__ void evaluate_window(const scalar_t* __restrict__ x,
   const bool column_inside =
       column < geo.win_w && static_cast<unsigned>(c) < static_cast<unsigned>(geo.width);
   const int row_origin = cursor.out_row0(geo) * kStride - 1;
-  const int rows = geo.window_rows();
-  const int rows_inside = cursor.planes * geo.win_h;  // rows of planes inside the tensor
   const int row_step = kThreadsPerBlock >> geo.pitch_shift;
-  // The thread's first row (plane q, row wr of its window), then steps of row_step rows (wr and
-  // the x element move along).
+  // The thread's first row (plane q, row wr of its window).
   int row = threadIdx.x >> geo.pitch_shift;
   const int q = static_cast<int>(geo.win_rows.div(static_cast<unsigned>(row)));
   int wr = row - q * geo.win_h;
+  const bool row_inside = static_cast<unsigned>(row_origin + wr) < static_cast<unsigned>(geo.height);
   const scalar_t* src = x + cursor.in_offset + c +
                         static_cast<int64_t>(q) * geo.height * geo.width +
                         static_cast<int64_t>(row_origin + wr) * geo.width;
   typename F::Chunk* dst = window + ((row << geo.pitch_shift) + slot) * F::kChunks;
+  if (geo.planes_per_step > 0) {
+    // Windows of whole small planes: a thread keeps its row and column and steps over the
+    // tile's planes, planes_per_step at a time.
+    if (row >= geo.planes_per_step * geo.win_h) return;
+    const bool inside = column_inside && row_inside;
+#pragma unroll 1
+    for (int plane = q; plane < geo.tile_planes; plane += geo.planes_per_step) {
+      opmath_t f[Basis::kStored];
+      basis.eval(inside && plane < cursor.planes ? static_cast<opmath_t>(*src) : opmath_t(0), f);
+      F::store(dst, f);
+      src += geo.step_offset;
+      dst += geo.planes_per_step * geo.win_h * geo.win_pitch * F::kChunks;
+    }
+    return;
+  }
+  // Else row_step rows at a time (wr and the x element move along, into the next plane).
+  const int rows = geo.window_rows();
+  const int rows_inside = cursor.planes * geo.win_h;  // rows of planes inside the tensor
 #pragma unroll 1
   for (; row < rows; row += row_step) {
     opmath_t v = opmath_t(0);

@@ -201,9 +201,11 @@ struct ConvGeometry {
   bool parity_split;
   int position_bytes;  // features of one position: a multiple of 16
   FastDivider win_rows;  // win_h
-  // A thread's next window row is kThreadsPerBlock / win_pitch rows on: step_rows rows (and
-  // whole planes) on, step_offset elements of x (wrap_offset more when a plane ends).
-  int step_rows;
+  // A thread's next window row is kThreadsPerBlock / win_pitch rows on. If that is a whole
+  // number of planes' windows (planes_per_step > 0), it is the same row of the next
+  // planes_per_step planes' windows, step_offset elements of x on. Else step_rows rows (and
+  // whole planes) on, step_offset elements (wrap_offset more when a plane ends).
+  int planes_per_step, step_rows;
   int64_t step_offset, wrap_offset;
   Box dy_box;          // backward: tile_planes x (tile_h + 2) x (tile_w + 2) grad_out values
   size_t window_bytes, dy_bytes, weight_bytes;
@@ -268,10 +270,16 @@ inline ConvGeometry make_conv_geometry(int64_t planes, int height, int width, in
   }
   geo.win_rows = FastDivider(static_cast<unsigned>(geo.win_h));
   const int row_step = kThreadsPerBlock / geo.win_pitch;
-  geo.step_rows = row_step % geo.win_h;
   const int64_t plane_size = static_cast<int64_t>(height) * width;
-  geo.step_offset =
-      static_cast<int64_t>(geo.step_rows) * width + (row_step / geo.win_h) * plane_size;
+  geo.planes_per_step = geo.tile_planes > 1 ? row_step / geo.win_h : 0;
+  if (geo.planes_per_step > 0) {
+    geo.step_rows = 0;
+    geo.step_offset = geo.planes_per_step * plane_size;
+  } else {
+    geo.step_rows = row_step % geo.win_h;
+    geo.step_offset =
+        static_cast<int64_t>(geo.step_rows) * width + (row_step / geo.win_h) * plane_size;
+  }
   geo.wrap_offset = plane_size - static_cast<int64_t>(geo.win_h) * width;
   geo.dy_box = Box(geo.tile_planes, geo.tile_h + 2, geo.tile_w + 2);
   geo.tiles_w = static_cast<int>(ceil_div(geo.out_width, geo.tile_w));
