@@ -90,6 +90,11 @@ def build(tree: str, directory: str, python: str) -> Tuple[str, List[str], float
     objects = sorted(glob.glob(osp.join(directory, 'temp', '**', 'cuda', '*.o'), recursive=True))
     if not objects:
         sys.exit(f'no CUDA objects under {directory}/temp')
+    # check_cuda_build.sh's own figure: the build alone, without the loading check.
+    built = re.search(r'built in (\d+) s', result.stdout + result.stderr)
+    seconds = float(built.group(1)) if built else seconds
+    with open(osp.join(directory, 'build_seconds'), 'w') as f:
+        f.write(f'{seconds:.0f}')
     return osp.join(directory, 'build.log'), objects, seconds
 
 
@@ -195,8 +200,11 @@ def find_loops(sass) -> List[Dict]:
 
 
 def ftz_count(kernel: Kernel) -> int:
-    """fp32 instructions that flush denormals (FSETP/FMUL/FADD/FFMA/FMNMX with .FTZ)."""
-    return sum(1 for _, _, op, _ in kernel.sass if '.FTZ' in op and not op.startswith('MUFU'))
+    """fp32 arithmetic and comparisons that flush denormals (FADD/FMUL/FFMA/FSETP/FMNMX .FTZ;
+    not the float-to-integer conversions of integer divisions, nor the MUFU approximations,
+    whose flushing docs/ops.md describes)."""
+    return sum(1 for _, _, op, _ in kernel.sass
+               if '.FTZ' in op and op.split('.')[0] in ('FADD', 'FMUL', 'FFMA', 'FSETP', 'FMNMX'))
 
 
 # ---- occupancy ---------------------------------------------------------------------------------
@@ -227,10 +235,10 @@ def subtree(loop: Dict) -> int:
 
 def role(loop: Dict) -> str:
     """What a loop inside a main loop does, from what its body holds."""
-    if loop['has_sts128'] or (loop['has_mufu'] and not loop['has_stg']):
+    if loop['has_sts'] and (loop['has_mufu'] or loop['has_sts128']):
         return 'basis'  # features of window positions into shared memory
-    if loop['has_stg']:
-        return 'cells'  # dx of input positions
+    if loop['has_stg'] or loop['has_mufu']:
+        return 'cells'  # gradients at input positions (dx, weight-gradient terms)
     if loop['has_sts']:
         return 'grad_out'  # a grad_out tile into shared memory
     if loop['has_barrier']:
@@ -242,16 +250,25 @@ def charge(kernel: Kernel, blocks: int, main_trips: float, inner_trips: Dict[str
            final_runs: float) -> float:
     """Instructions of one thread, summed over the launch's blocks (times the threads per block:
     the launch's thread-instructions). The main loops are the top-level loops with barriers (the
-    tile loops), or else the largest loop (with global stores if any); main_trips: their iterations per
+    tile loops) before the completion counter's atomic, or else the largest loop with the
+    elementwise maths (MUFU) or global stores; main_trips: their iterations per
     block; inner_trips: iterations of their child loops per main iteration, by role; loops
     before the main loops run once per block, loops after them final_runs times per launch."""
     top = [l for l in kernel.loops if l['depth'] == 0]
-    mains = [l for l in top if l['has_barrier']]
+    # Code after the completion counter's atomic is the last block's.
+    atomic = next((i for i, (_, _, op, _) in enumerate(kernel.sass)
+                   if op.startswith(('ATOMG', 'RED', 'ATOM.'))), len(kernel.sass))
+    before = [l for l in top if l['head'] < atomic]
+    mains = [l for l in before if l['has_barrier']]
     if not mains:
-        mains = [max(top, key=lambda l: (l['has_stg'], l['count']))]
+        mains = [max(before, key=lambda l: (l['has_mufu'], l['has_stg'], l['count']))]
     first = min(l['head'] for l in mains)
-    straight = len(kernel.sass) - sum(l['end'] - l['head'] + 1 for l in top)
-    total = straight * blocks
+    in_loops = set()
+    for loop in top:
+        in_loops.update(range(loop['head'], loop['end'] + 1))
+    straight = [i for i in range(len(kernel.sass)) if i not in in_loops]
+    # Straight code: every block's before the atomic, the last block's after it.
+    total = sum(1 for i in straight if i < atomic) * blocks + sum(1 for i in straight if i >= atomic)
     for loop in top:
         if loop in mains:
             per_iteration = loop['count']
@@ -441,8 +458,19 @@ def charge_rows_and_tree(kernel: Kernel, blocks: int, row_trips: int, tree_trips
 
 # ---- report ------------------------------------------------------------------------------------
 
-def report_tree(label: str, tree: str, python: str, baseline: bool, work: str) -> Dict:
-    log, objects, seconds = build(tree, osp.join(work, label), python)
+def report_tree(label: str, tree: str, python: str, baseline: bool, work: str,
+                reuse: bool) -> Dict:
+    directory = osp.join(work, label)
+    if reuse:
+        log = osp.join(directory, 'build.log')
+        objects = sorted(glob.glob(osp.join(directory, 'temp', '**', 'cuda', '*.o'),
+                                   recursive=True))
+        timing = osp.join(directory, 'build_seconds')
+        if not objects or not osp.exists(timing):
+            sys.exit(f'--reuse: no finished build in {directory}')
+        seconds = float(open(timing).read())
+    else:
+        log, objects, seconds = build(tree, directory, python)
     kernels = read_ptxas(log)
     read_sass(objects, kernels)
     launches_of = baseline_launches if baseline else current_launches
@@ -510,12 +538,17 @@ def main() -> int:
     parser.add_argument('--python', default=sys.executable)
     parser.add_argument('--json', help='also write the figures here')
     parser.add_argument('--work', help='keep the builds here (default: a temporary folder)')
+    parser.add_argument('--reuse', action='store_true',
+                        help='read the builds an earlier run left in --work instead of building')
     args = parser.parse_args()
+    if args.reuse and not args.work:
+        parser.error('--reuse needs --work')
     work = args.work or tempfile.mkdtemp(prefix='mmrkan-kernel-report.')
     try:
         baseline = (report_tree('8830666', osp.abspath(args.baseline_tree), args.python, True,
-                                work) if args.baseline_tree else None)
-        current = report_tree('current', osp.abspath(args.tree), args.python, False, work)
+                                work, args.reuse) if args.baseline_tree else None)
+        current = report_tree('current', osp.abspath(args.tree), args.python, False, work,
+                              args.reuse)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

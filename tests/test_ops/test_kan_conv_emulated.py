@@ -85,10 +85,12 @@ def test_kan_conv2d_emulated_functions(basis, num_functions):
         run_and_compare(x, base_weight, poly_weight, stride, basis, emu.H200)
 
 
-# Small planes (several whole planes per tile), a plane of several tiles (odd sizes, a partly
-# filled last tile), and a plane exactly one row of strips wide.
+# Small planes (several whole planes per tile, a window thread keeping its row over the planes),
+# planes whose windows a thread's rows cross (several per tile, too tall for that), a plane of
+# several tiles (odd sizes, a partly filled last tile), and two tiles across one row.
 SHAPES = {
     'small_planes': (2, 9, 5, 7),
+    'planes_crossed': (1, 6, 16, 16),
     'several_tiles': (1, 2, 41, 67),
     'one_tile_row': (1, 3, 3, 64),
 }
@@ -106,10 +108,14 @@ def test_kan_conv2d_emulated_tiles(shape, stride, num_functions, gpu):
     # One launch each; the backward reduces its weight gradients in the same launch.
     assert [entry['grid'][0] for entry in log] == [forward_plan['blocks'],
                                                     backward_plan['blocks']]
+    # Which path of the forward's window loop runs (kan_conv2d_kernel.cuh: evaluate_window).
     if shape == 'small_planes':
-        assert forward_plan['tile_planes'] > 1
+        assert forward_plan['tile_planes'] > 1 and forward_plan['planes_per_step'] > 0
+    if shape == 'planes_crossed':
+        assert forward_plan['tile_planes'] > 1 and forward_plan['planes_per_step'] == 0
     if shape == 'several_tiles':
         assert forward_plan['tiles_w'] * forward_plan['tiles_h'] > 1
+        assert forward_plan['planes_per_step'] == 0
         assert backward_plan['blocks'] > 1 and backward_plan['tiles_per_block'] > 1
 
 

@@ -62,8 +62,9 @@ __device__ __forceinline__ RationalCoeffs<T, Order> load_coeffs(const T* __restr
   return c;
 }
 
-// Horner's scheme for P and Q; an IEEE division (the forward is memory-bound on every dtype, the
-// division is not worth approximating).
+// Horner's scheme for P and Q, then P times 1 / Q by rcp.approx in fp32 (Q >= 1; within 2 ulp
+// of P / Q): an IEEE division's 6 to 8 more instructions per element would make the bf16 forward
+// instruction-bound (docs/ops.md).
 template <typename T, typename Order>
 __device__ __forceinline__ T rational(const RationalCoeffs<T, Order>& c, T x) {
   const T abs_x = fabs(x);
@@ -73,12 +74,11 @@ __device__ __forceinline__ T rational(const RationalCoeffs<T, Order>& c, T x) {
   T q = c.abs_b[Order::kDenominator - 1];
 #pragma unroll
   for (int k = Order::kDenominator - 2; k >= 0; --k) q = q * abs_x + c.abs_b[k];
-  return p / (q * abs_x + T(1));
+  return p * approx_reciprocal(q * abs_x + T(1));
 }
 
 // Returns dy * dF/dx and adds dy * dF/da_k and dy * dF/db_k / s(b_k) to acc (s(b_k) is applied
-// by the final reduction). 1 / Q by rcp.approx in fp32 (Q >= 1; 1 ulp): the backward of bf16 is
-// bound by instructions, not memory.
+// by the final reduction). 1 / Q by rcp.approx in fp32 (Q >= 1; 1 ulp), as in the forward.
 template <typename T, typename Order>
 __device__ __forceinline__ T rational_backward(const RationalCoeffs<T, Order>& c, T x, T dy,
                                                T (&acc)[Order::kCoeffs]) {

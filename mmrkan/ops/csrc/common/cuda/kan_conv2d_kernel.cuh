@@ -648,7 +648,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
   using Chunk = typename F::Chunk;
   using Sums = WeightSums<Basis>;
   constexpr int kStored = Basis::kStored;
-  constexpr int kFirst = (kStored + 1) / 2;  // features of pass 1
+  // Features of pass 1, which also holds dx's work: about a third of them.
+  constexpr int kFirst = kStored >= 3 ? kStored / 3 : 1;
   constexpr int kFirstSums = kNumTaps * kFirst + kNumTaps + 1;  // + padding, constant
   MMRKAN_DYNAMIC_SMEM(unsigned char, smem);  // one type for every instantiation
   MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kFirstSums]);
