@@ -25,6 +25,12 @@ launch at their worst trip count. The figure is
                                        x threads per block / outputs
 
 (the thread-instructions of one output when every lane of a warp is busy).
+
+The last table is an estimate for an H200, not a measurement: per case, the time to issue those
+instructions (132 SMs x 4 warp-instructions per clock at 1.98 GHz, no stalls) or to move the op's
+bytes at 4.8 TB/s, whichever is longer, forward plus backward, over the time a reference op moving
+the same bytes (a depthwise 3x3 convolution for kan_conv2d, GELU for group_rational) takes at
+that bandwidth: its memory roofline. 1.0 means as fast as the reference can possibly be.
 """
 import argparse
 import glob
@@ -57,6 +63,8 @@ KAT_CASES += [dict(op='group_rational', shape=(128 * 197, 384), groups=8, dtype=
                    name='KAT-S embed'),
               dict(op='group_rational', shape=(8192, 768), groups=8, dtype='bf16',
                    name='KATDet-B')]
+# H200 (SXM): HBM3e bandwidth, and the SASS issue rate of 132 SMs x 4 schedulers at 1.98 GHz.
+H200 = dict(bytes_per_s=4.8e12, warp_instructions_per_s=132 * 4 * 1.98e9)
 CPP_TYPES = {'fp32': 'float', 'bf16': 'BFloat16', 'fp16': 'Half', 'fp64': 'double'}
 ELEMENT_BYTES = {'fp32': 4, 'bf16': 2, 'fp16': 2, 'fp64': 8}
 
@@ -147,16 +155,20 @@ def read_sass(objects: List[str], kernels: Dict[str, Kernel]) -> None:
             mangled = chunk.split('\n', 1)[0].strip()
             if mangled not in kernels:
                 continue
-            sass = []
-            for m in SASS_LINE.finditer(chunk):
-                target = None
-                if m.group(3).split('.')[0] == 'BRA':
-                    t = re.search(r'0x([0-9a-f]+)', m.group(4))
-                    target = int(t.group(1), 16) if t else None
-                sass.append((int(m.group(1), 16), (m.group(2) or '').strip(), m.group(3),
-                             target))
-            kernels[mangled].sass = sass
-            kernels[mangled].loops = find_loops(sass)
+            kernels[mangled].sass = parse_sass(chunk)
+            kernels[mangled].loops = find_loops(kernels[mangled].sass)
+
+
+def parse_sass(text: str) -> List[Tuple[int, str, str, Optional[int]]]:
+    """(address, predicate, opcode, branch target or None) of each instruction of a function."""
+    sass = []
+    for m in SASS_LINE.finditer(text):
+        target = None
+        if m.group(3).split('.')[0] == 'BRA':
+            t = re.search(r'0x([0-9a-f]+)', m.group(4))
+            target = int(t.group(1), 16) if t else None
+        sass.append((int(m.group(1), 16), (m.group(2) or '').strip(), m.group(3), target))
+    return sass
 
 
 def find_loops(sass) -> List[Dict]:
@@ -456,6 +468,43 @@ def charge_rows_and_tree(kernel: Kernel, blocks: int, row_trips: int, tree_trips
     return total
 
 
+# ---- H200 estimate -----------------------------------------------------------------------------
+
+def bytes_per_output(case: Dict, backward: bool) -> float:
+    """Bytes the op must move per output (x read once; the weights are negligible): forward x
+    and y, backward grad_out, x and grad_x."""
+    element = ELEMENT_BYTES[case['dtype']]
+    if case['op'] == 'group_rational':
+        return element * (3 if backward else 2)
+    inputs_per_output = math.prod(case['shape']) / outputs_of(case)
+    return element * (1 + inputs_per_output * (2 if backward else 1))
+
+
+def h200_estimate(case: Dict, forward_per_32: float, backward_per_32: float) -> Dict:
+    """Forward + backward microseconds on an H200 by the larger of instruction issue and memory
+    time per direction, and that over the reference op's memory roofline (the same bytes)."""
+    outputs = outputs_of(case)
+    times = []
+    memory_total = 0.0
+    for per_32, backward in ((forward_per_32, False), (backward_per_32, True)):
+        issue = per_32 * outputs / 32 / H200['warp_instructions_per_s']
+        memory = bytes_per_output(case, backward) * outputs / H200['bytes_per_s']
+        times.append(max(issue, memory))
+        memory_total += memory
+    return dict(microseconds=round(sum(times) * 1e6, 1),
+                roofline_microseconds=round(memory_total * 1e6, 1),
+                over_roofline=round(sum(times) / memory_total, 2))
+
+
+def estimates(result: Dict) -> Dict[str, Dict]:
+    by_case: Dict[str, Dict[str, float]] = {}
+    for c in result['cases']:
+        by_case.setdefault(c['case'], {})[c['direction']] = c['instructions_per_32_outputs']
+    specs = {case_name(case): case for case in RKAN_CASES + KAT_CASES}
+    return {name: h200_estimate(specs[name], per_32['forward'], per_32['backward'])
+            for name, per_32 in by_case.items()}
+
+
 # ---- report ------------------------------------------------------------------------------------
 
 def report_tree(label: str, tree: str, python: str, baseline: bool, work: str,
@@ -492,7 +541,9 @@ def report_tree(label: str, tree: str, python: str, baseline: bool, work: str,
                   occupancy_static=occupancy(k.registers, k.static_smem)[1],
                   sass=len(k.sass), ftz=ftz_count(k))
              for k in sorted(kernels.values(), key=lambda k: k.name)]
-    return dict(label=label, tree=tree, build_seconds=round(seconds), kernels=table, cases=cases)
+    result = dict(label=label, tree=tree, build_seconds=round(seconds), kernels=table, cases=cases)
+    result['estimates'] = estimates(result)
+    return result
 
 
 def case_name(case: Dict) -> str:
@@ -528,6 +579,20 @@ def print_report(result: Dict, baseline: Optional[Dict]) -> None:
             line += (f" {b['instructions_per_32_outputs']:.0f} ({b['launches']} launches, "
                      f"{b['registers']} regs, {b['occupancy']:.1%}) | "
                      f"{b['instructions_per_32_outputs'] / c['instructions_per_32_outputs']:.2f} |")
+        print(line)
+    print('\nH200 estimate (not measured), forward + backward: the larger of instruction issue and '
+          'memory time per direction, over the memory roofline of a depthwise 3x3 convolution '
+          '(kan_conv2d) or GELU (group_rational) moving the same bytes.\n')
+    header = '| case | estimate µs | roofline µs | × roofline |'
+    if baseline:
+        header += ' 8830666 × roofline |'
+    print(header)
+    print('|' + '---|' * (header.count('|') - 1))
+    for name, e in result['estimates'].items():
+        line = (f"| {name} | {e['microseconds']:.1f} | {e['roofline_microseconds']:.1f} | "
+                f"{e['over_roofline']:.2f} |")
+        if baseline:
+            line += f" {baseline['estimates'][name]['over_roofline']:.2f} |"
         print(line)
 
 

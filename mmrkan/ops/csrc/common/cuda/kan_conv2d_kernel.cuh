@@ -10,13 +10,14 @@
 //  * Thread t owns a strip of `kStrip` outputs of one row; the 3 x ((kStrip - 1) s + 3) window
 //    positions it reads are unrolled, every tap a compile-time offset. The weights are in shared
 //    memory (read as broadcasts).
-//  * Backward: each thread accumulates the weight gradients of its outputs in registers (one
-//    accumulator per (tap, feature), padded taps included since the window holds them), and
-//    computes dx for the input positions of its outputs' "cells" (the s x s positions
-//    [s a, s a + s) x [s c, s c + s) of output (a, c); they partition the input): a gather over
-//    only the taps that reach each position (1, 2, 2 or 4 of them at stride 2, for the four
-//    parities). At the end, the block's sums go to one partial per block, and the block that
-//    finishes last adds the partials in a fixed order (arrive_last): deterministic, one launch.
+//  * Backward: each thread works on the input positions of its outputs' "cells" (the s x s
+//    positions [s a, s a + s) x [s c, s c + s) of output (a, c); they partition the input):
+//    their features are evaluated from x, and the taps that reach each position (1, 2, 2 or 4 of
+//    them at stride 2, for the four parities) give dx, a gather over only those taps, and the
+//    weight-gradient terms dy * feature, summed in registers. The padding's share of the weight
+//    gradients is f(0) times sums of grad_out. At the end, the block's sums go to one partial
+//    per block, and the block that finishes last adds the partials in a fixed order
+//    (arrive_last): deterministic, one launch.
 //  * Stride, basis family and number of functions are template parameters of the
 //    specialisations the defaults run; RuntimeBasis covers every other family/count in one
 //    instantiation per dtype and stride (kan_conv2d_launcher.h, docs/ops.md).
@@ -627,9 +628,10 @@ __device__ __forceinline__ void backward_pass(
 // features are evaluated from x, and the taps that reach it (known at compile time from its
 // place in the cell) give dx (a gather over only those taps) and the weight-gradient terms
 // dy * feature. The padding's terms are f(0) times the sums of dy over the taps that read it.
-// Two passes over the block's tiles, each keeping about half the sums in registers (all of them
+// Two passes over the block's tiles, each keeping part of the sums in registers (all of them
 // with dx's work would not fit in the 64 registers of half occupancy):
-//  1. dx, the features [0, ceil(kStored / 2)), the padding sums and the constant's;
+//  1. dx, the first third of the features ([0, kFirst): x alone for ChebyshevBasis<3> and <4>),
+//     the padding sums and the constant's;
 //  2. the other features.
 // Each pass's block sums go to one partial per block, and the block that finishes last adds the
 // partials in a fixed order (arrive_last): deterministic, one launch.
