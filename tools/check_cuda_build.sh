@@ -15,9 +15,15 @@
 #   MAX_JOBS                   parallel compile jobs (default 2)
 #   MMRKAN_PTXAS_REPORT=1      print registers/stack/spills of every kernel, not only spilling ones
 #   MMRKAN_FORCE_CUDA_BUILD=1  build even if the stamp says nothing changed
+#   MMRKAN_CUDA_BUILD_KEEP=DIR keep the build (objects, module, build.log with ptxas' report) in
+#                              DIR instead of a throw-away folder, and build whatever the stamp
+#                              says (benchmarks/kernel_report.py reads it)
+#   MMRKAN_CUDA_BUILD_SOURCE=TREE  build the sources of another checkout of mmrkan (e.g. an older
+#                              commit, for kernel_report.py --baseline) with this script
 set -euo pipefail
 
-MMRKAN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MMRKAN_ROOT="$(cd "${MMRKAN_CUDA_BUILD_SOURCE:-$(dirname "${BASH_SOURCE[0]}")/..}" && pwd)"
+KEEP_DIR="${MMRKAN_CUDA_BUILD_KEEP:-}"
 PY="${1:-$MMRKAN_ROOT/.venv/bin/python}"
 CACHE_DIR="${MMRKAN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmrkan}"
 export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
@@ -54,7 +60,7 @@ stamp="$( { cat "$MMRKAN_ROOT/setup.py" "$MMRKAN_ROOT/tools/check_cuda_build.sh"
            printf '%s\n' "$torch_version" "$nvcc_version" "$TORCH_CUDA_ARCH_LIST"
          } | sha256sum | cut -d' ' -f1)"
 stamp_file="$CACHE_DIR/cuda-build-stamps/$stamp"
-if [ -f "$stamp_file" ] && [ "${MMRKAN_FORCE_CUDA_BUILD:-0}" != 1 ]; then
+if [ -f "$stamp_file" ] && [ "${MMRKAN_FORCE_CUDA_BUILD:-0}" != 1 ] && [ -z "$KEEP_DIR" ]; then
     log "sources unchanged since the last successful CUDA build (stamp $stamp_file): skipping"
     exit 0
 fi
@@ -62,8 +68,14 @@ fi
 # No debug information in the host objects (Python's CFLAGS carry -g; a CFLAGS in the environment
 # replaces them, hence spelled out): the C++ files compile in half the time.
 export CFLAGS="${CFLAGS:-$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("CFLAGS") or "")')} -g0"
-build_dir="$(mktemp -d "${TMPDIR:-/tmp}/mmrkan-cuda-build.XXXXXX")"
-trap 'rm -rf "$build_dir"' EXIT
+if [ -n "$KEEP_DIR" ]; then
+    rm -rf "$KEEP_DIR"
+    mkdir -p "$KEEP_DIR"
+    build_dir="$(cd "$KEEP_DIR" && pwd)"
+else
+    build_dir="$(mktemp -d "${TMPDIR:-/tmp}/mmrkan-cuda-build.XXXXXX")"
+    trap 'rm -rf "$build_dir"' EXIT
+fi
 build_log="$build_dir/build.log"
 log "building the extension with CUDA for $TORCH_CUDA_ARCH_LIST into $build_dir ($MAX_JOBS jobs)"
 start=$SECONDS

@@ -11,8 +11,10 @@
 #
 # The stages (tools/gpu_check/run_stages.py), most important first, each with a time limit, a
 # failing one never stopping the next: install the bundle; build mmrkan._ext with its CUDA kernels
-# for sm_90; CUDA op tests against the references; compute-sanitizer memcheck and racecheck on small
-# calls of every kernel; bench_ops fp32 and bf16; training throughput with bf16 AMP (KAT-S vs
+# for sm_90; CUDA op tests against the references; bitwise identity of forward and gradients across
+# block schedules (alone / beside a matmul on another stream, fp32 and bf16, RKAN and KAT shapes);
+# compute-sanitizer memcheck and racecheck on small calls of every kernel; bench_ops fp32 and bf16
+# (the new kernels vs depthwise conv and GELU); training throughput with bf16 AMP (KAT-S vs
 # DeiT-S, KAT-B vs DeiT-B, RKANet-50 vs ResNet-50); a few fp16-AMP iterations of KATDet-S and
 # RKANet-50 Mask R-CNN on generated COCO-style data. Results: OUT_DIR/gpu_check.json (every stage
 # with its status and figures) and OUT_DIR/gpu_check.log; the last lines printed are a table.

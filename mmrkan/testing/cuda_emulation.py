@@ -41,16 +41,22 @@ _TSAN_FLAGS = ['-fsanitize=thread', '-g']
 
 @dataclass(frozen=True)
 class EmulatedGpu:
-    """What a launch plan and the launch checks see of a GPU."""
+    """What the launchers and the launch checks see of a GPU.
+
+    The launch plans depend on the shapes only (``common/cuda/kan_launch_plan.h``), so two GPUs
+    run the same grids; what differs is the order in which their blocks run and finish, which
+    decides, e.g., which block does the final reduction of a backward. ``block_order`` 0 runs the
+    blocks in index order, another value in a permutation seeded by it.
+    """
     name: str
-    sm_count: int
-    max_blocks_per_sm: int = 8  # 2048 threads per SM / 256 threads per block
-    smem_per_sm: int = 228 * 1024
     smem_per_block: int = 48 * 1024  # without the opt-in for larger dynamic shared memory
+    block_order: int = 0
 
 
-H200 = EmulatedGpu('H200', sm_count=132)
-SMALL_GPU = EmulatedGpu('2-SM GPU', sm_count=2, smem_per_sm=64 * 1024)
+# An H200 fills its 132 SMs in index order; a 2-SM GPU runs a few blocks at a time and they
+# finish out of order (a fixed shuffle here).
+H200 = EmulatedGpu('H200')
+SMALL_GPU = EmulatedGpu('2-SM GPU', block_order=2)
 GPUS = (H200, SMALL_GPU)
 
 
@@ -123,8 +129,7 @@ def load() -> ModuleType:
 
 
 def _gpu(gpu: EmulatedGpu):
-    return load().EmulatedGpu(gpu.sm_count, gpu.max_blocks_per_sm, gpu.smem_per_sm,
-                              gpu.smem_per_block)
+    return load().EmulatedGpu(gpu.smem_per_block, gpu.block_order)
 
 
 def group_rational_forward(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
@@ -152,6 +157,18 @@ def kan_conv2d_backward(grad_out: torch.Tensor, x: torch.Tensor, base_weight: to
     """``(grad_x, grad_base_weight, grad_poly_weight)`` by the CUDA kernels on emulated ``gpu``."""
     return load().kan_conv2d_backward(_gpu(gpu), grad_out, x, base_weight, poly_weight, stride,
                                       basis)
+
+
+def group_rational_plan(x: torch.Tensor, numerator: torch.Tensor,
+                        denominator: torch.Tensor) -> Dict[str, int]:
+    """The launch plan of ``group_rational`` for these arguments (any GPU: shapes only)."""
+    return load().group_rational_plan(x, numerator, denominator)
+
+
+def kan_conv2d_plan(x: torch.Tensor, poly_weight: torch.Tensor, stride: int, basis: int,
+                    backward: bool) -> Dict[str, int]:
+    """The tiles and grid of ``kan_conv2d`` for these arguments (any GPU: shapes only)."""
+    return load().kan_conv2d_plan(x, poly_weight, stride, basis, backward)
 
 
 def run_probe(probe: str, gpu: EmulatedGpu = H200) -> torch.Tensor:

@@ -1,11 +1,16 @@
-"""The SIMT emulator itself: warp shuffles, shared memory, what it refuses, its build key."""
+"""The SIMT emulator itself: warp shuffles, shared memory, the last-block-done protocol under
+shuffled block orders, the approximate instructions, what it refuses, its build key."""
+import dataclasses
+import math
 import os
 import os.path as osp
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from mmrkan.testing import cuda_emulation as emu
 
@@ -22,6 +27,66 @@ def test_emulated_shuffle_down_and_warp_sum():
             assert out[t, i] == expected, (t, delta)
     for warp_first in (0, 32):
         assert out[warp_first, 5] == sum(range(warp_first, warp_first + 32))
+
+
+def test_emulated_shuffle_xor_and_butterfly_sum():
+    out = emu.run_probe('shuffle_xor').view(64, 6)
+    for t in range(64):
+        for i, mask in enumerate((16, 8, 4, 2, 1)):
+            assert out[t, i] == t ^ mask, (t, mask)  # stays inside the warp: mask < 32
+        # Every lane of the warp holds the sum.
+        assert out[t, 5] == sum(range(t // 32 * 32, t // 32 * 32 + 32))
+
+
+@pytest.mark.parametrize('block_order', [0, 1, 2, 3])
+def test_emulated_last_block_sums_every_partial(block_order):
+    """The block that arrives last (its ticket is 7) sees all partials, whatever the order."""
+    gpu = dataclasses.replace(emu.H200, block_order=block_order)
+    out = emu.run_probe('last_block', gpu)
+    tickets = out[2:10].long().tolist()
+    assert sorted(tickets) == list(range(8))
+    assert out[0] == sum(range(1, 9))
+    assert out[1] == tickets.index(7)
+    in_order = tickets == list(range(8))
+    assert in_order == (block_order == 0), tickets
+
+
+def test_emulated_block_orders_differ_and_are_reproducible():
+    orders = [tuple(emu.run_probe('last_block', dataclasses.replace(emu.H200, block_order=seed))
+                    [2:10].tolist()) for seed in (1, 2, 1)]
+    assert orders[0] == orders[2] and orders[0] != orders[1]
+
+
+FLT_MIN = float(np.finfo(np.float32).tiny)
+
+
+def expected_approximation(exact: float, ulps: int) -> float:
+    """An .approx.ftz result the emulator models: overflow to inf, denormal results flushed to 0,
+    else the correctly rounded result moved `ulps` steps toward +inf."""
+    if math.isinf(exact) or abs(exact) > float(np.finfo(np.float32).max):
+        return math.copysign(math.inf, exact)
+    if abs(exact) < FLT_MIN:
+        return math.copysign(0.0, exact)
+    value = np.float32(exact)
+    for _ in range(ulps):
+        value = np.nextafter(value, np.float32(np.inf))
+    return float(value)
+
+
+def test_emulated_approximate_instructions_within_their_bounds():
+    """ex2.approx.ftz / rcp.approx.ftz: 2 and 1 ulp above the rounded result (the worst case the
+    PTX ISA allows, so the kernels' tolerances are tested against it), denormals flushed."""
+    out = emu.run_probe('approx')
+    inputs, exp2, reciprocal = out[:8].tolist(), out[8:16].tolist(), out[16:].tolist()
+    assert inputs[5] != 0 and abs(inputs[5]) < FLT_MIN  # the probe's denormal input
+    for x, got_exp2, got_reciprocal in zip(inputs, exp2, reciprocal):
+        flushed = math.copysign(0.0, x) if abs(x) < FLT_MIN else x
+        exact_exp2 = 2.0**flushed if flushed < 1024 else math.inf
+        exact_reciprocal = (math.copysign(math.inf, flushed) if flushed == 0 else 1.0 / flushed)
+        assert got_exp2 == expected_approximation(exact_exp2, 2), x
+        assert got_reciprocal == expected_approximation(exact_reciprocal, 1), x
+    assert exp2[5] == exp2[0] and reciprocal[5] == math.inf  # the denormal input counts as 0
+    assert reciprocal[4] == 0.0  # 1 / 1e38 is a denormal: flushed
 
 
 def test_emulated_shared_memory_is_per_block():

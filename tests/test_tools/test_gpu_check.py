@@ -32,6 +32,7 @@ NMS_MODULE = importlib.import_module('mmcv.ops.nms')
 ROI_ALIGN_MODULE = importlib.import_module('mmcv.ops.roi_align')
 prepare = load('prepare')
 run_stages = load('run_stages')
+kernel_determinism = load('kernel_determinism')
 
 
 def random_boxes(count: int, size: float = 40.0) -> torch.Tensor:
@@ -200,3 +201,34 @@ def test_detector_run_rule():
     assert train_detector.summarize([2.0] * 8, skipped=[], require_falling=False)['passed']
     nan = train_detector.summarize([2.0, float('nan')] + [1.0] * 6, [], require_falling=False)
     assert not nan['passed'] and not nan['finite']
+
+
+def test_kernel_determinism_reports_identity_and_differences(monkeypatch, capsys):
+    """The determinism stage's CPU stand-in on one small case of each op: identical bits under
+    its conditions, and a condition that changes one gradient by an ulp is reported."""
+    monkeypatch.setattr(kernel_determinism, 'CASES', [
+        ('kan_conv2d', (16, 3, 9, 7), dict(stride=2, functions=4)),
+        ('group_rational', (16 * 5, 16), dict(groups=2))])
+    monkeypatch.setattr(kernel_determinism, 'DTYPES', {'fp32': torch.float32})
+    assert kernel_determinism.main(['--device', 'cpu']) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report == dict(device='cpu', conditions=['1 thread', '2 threads'], runs=4,
+                          bitwise_identical=True, differing=0)
+
+    honest = kernel_determinism.conditions
+
+    def with_a_perturbed_run(device):
+        runs = honest(device)
+
+        def perturbed(call):
+            out = call()
+            out[-1] = torch.nextafter(out[-1], out[-1] + 1)
+            return out
+        return dict(runs, perturbed=perturbed)
+
+    monkeypatch.setattr(kernel_determinism, 'conditions', with_a_perturbed_run)
+    assert kernel_determinism.main(['--device', 'cpu']) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert not report['bitwise_identical'] and report['differing'] == 2
+    assert 'output 3 perturbed vs 1 thread' in captured.err

@@ -142,6 +142,11 @@ STAGES = [
                   python('-m', 'pytest', '-n', '0', '-q', 'tests/test_ops', '-k', 'not cuda')),
           limit=dict(gpu=120, rehearse=1200), needs=['install', 'build_ext'],
           figures=pytest_counts),
+    Stage('kernel_determinism',
+          by_mode(python('tools/gpu_check/kernel_determinism.py', '--device', 'cuda'),
+                  python('tools/gpu_check/kernel_determinism.py', '--device', 'cpu')),
+          limit=dict(gpu=90, rehearse=300), gpu_only=True, needs=['install', 'build_ext'],
+          figures=lambda output, args: last_json_line(output)),
     sanitizer_stage('memcheck'),
     sanitizer_stage('racecheck'),
     bench_ops_stage('fp32'),
@@ -379,6 +384,9 @@ def headline(result: Dict) -> str:
                 f"{figures.get('last_quarter_mean', 0):.3f}, skips {figures.get('skipped_steps')}"
                 + (f", peak {figures['peak_memory_gib']} GiB" if figures.get('peak_memory_gib')
                    else ''))
+    if name == 'kernel_determinism':
+        return (f"{figures.get('runs')} runs, "
+                f"{'bitwise identical' if figures.get('bitwise_identical') else 'DIFFER'}")
     if name == 'build_ext' or name == 'install':
         return f"{result.get('seconds', 0):.0f} s"
     return ', '.join(f'{k} {v}' for k, v in figures.items())[:60]

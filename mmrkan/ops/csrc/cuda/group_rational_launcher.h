@@ -1,7 +1,8 @@
-// Host side of the group_rational CUDA kernels: dtype dispatch, vector width, launch plan,
-// launches and the two-pass coefficient reduction. Templated on the device that runs the kernels:
-// CudaDevice (kan_cuda_device.cuh) for group_rational_cuda.cu, the SIMT emulator's
-// EmulatedDevice (csrc/emulation) for the tests. The caller has checked the arguments
+// Host side of the group_rational CUDA kernels: dtype dispatch, vector width, launch plan and
+// launches (the backward, with its coefficient reduction, is one kernel launch plus a 4-byte
+// memset of its completion counter). Templated on the device that runs the kernels: CudaDevice
+// (kan_cuda_device.cuh) for group_rational_cuda.cu, the SIMT emulator's EmulatedDevice
+// (csrc/emulation) for the tests. The caller has checked the arguments
 // (check_group_rational_args) and set the current device.
 #pragma once
 
@@ -21,8 +22,10 @@
 namespace mmrkan {
 namespace cuda {
 
-static_assert(kNumNumerator == ::mmrkan::kNumNumerator &&
-                  kNumDenominator == ::mmrkan::kNumDenominator,
+// The orders the op schema takes (kan_ops.h); another order is one more Order instantiation.
+using OpRationalOrder = KatRationalOrder;
+static_assert(OpRationalOrder::kNumerator == ::mmrkan::kNumNumerator &&
+                  OpRationalOrder::kDenominator == ::mmrkan::kNumDenominator,
               "the kernels' rational degrees must match kan_ops.h");
 
 inline int rational_vector_width(const at::Tensor& x, const at::Tensor& denominator,
@@ -32,12 +35,17 @@ inline int rational_vector_width(const at::Tensor& x, const at::Tensor& denomina
   return rational_vector_width(x.size(-1) / denominator.size(0), x.element_size(), aligned);
 }
 
-template <typename Device, typename Kernel>
-RationalPlan plan_rational_launch(const Device& device, Kernel kernel,
-                                  const RationalLayout& layout) {
-  TORCH_CHECK((layout.columns + kWarpSize - 1) / kWarpSize <= std::numeric_limits<int32_t>::max(),
+inline RationalPlan plan_rational_launch(const RationalLayout& layout) {
+  const RationalPlan plan = plan_group_rational(layout);
+  TORCH_CHECK(layout.groups * plan.slices <= std::numeric_limits<int32_t>::max(),
               "group_rational: too many channels for the CUDA kernel: ", layout.channels);
-  return plan_group_rational(layout, device.sm_count(), occupancy(device, kernel));
+  return plan;
+}
+
+inline RationalLayout make_rational_layout(const at::Tensor& x, const at::Tensor& numerator,
+                                           const at::Tensor& denominator, int vec) {
+  return make_rational_layout(x.numel(), x.size(-1), denominator.size(0), numerator.size(0) == 1,
+                              vec);
 }
 
 template <typename scalar_t, int kVec, typename Device>
@@ -45,13 +53,12 @@ void launch_group_rational_forward(const Device& device, const at::Tensor& x,
                                    const at::Tensor& numerator, const at::Tensor& denominator,
                                    at::Tensor& y) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const RationalLayout layout = make_rational_layout(
-      x.numel(), x.size(-1), denominator.size(0), numerator.size(0) == 1, kVec);
-  const auto kernel = group_rational_forward_kernel<scalar_t, opmath_t, kVec>;
-  const RationalPlan plan = plan_rational_launch(device, kernel, layout);
-  device.launch(kernel, plan.grid, plan.block, 0, x.const_data_ptr<scalar_t>(),
+  const RationalLayout layout = make_rational_layout(x, numerator, denominator, kVec);
+  const RationalPlan plan = plan_rational_launch(layout);
+  device.launch(group_rational_forward_kernel<scalar_t, opmath_t, OpRationalOrder, kVec>,
+                plan.grid, dim3(kThreadsPerBlock), 0, x.const_data_ptr<scalar_t>(),
                 numerator.const_data_ptr<opmath_t>(), denominator.const_data_ptr<opmath_t>(),
-                y.mutable_data_ptr<scalar_t>(), layout);
+                y.mutable_data_ptr<scalar_t>(), layout, plan);
 }
 
 template <typename scalar_t, int kVec, typename Device>
@@ -60,25 +67,20 @@ void launch_group_rational_backward(const Device& device, const at::Tensor& grad
                                     const at::Tensor& denominator, at::Tensor& grad_x,
                                     at::Tensor& grad_numerator, at::Tensor& grad_denominator) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const RationalLayout layout = make_rational_layout(
-      x.numel(), x.size(-1), denominator.size(0), numerator.size(0) == 1, kVec);
-  const auto kernel = group_rational_backward_kernel<scalar_t, opmath_t, kVec>;
-  const RationalPlan plan = plan_rational_launch(device, kernel, layout);
+  const RationalLayout layout = make_rational_layout(x, numerator, denominator, kVec);
+  const RationalPlan plan = plan_rational_launch(layout);
   at::Tensor partials =
-      at::empty({plan.num_partials, layout.columns, kNumCoeffs}, numerator.options());
-  device.launch(kernel, plan.grid, plan.block, 0, grad_out.const_data_ptr<scalar_t>(),
+      at::empty({OpRationalOrder::kCoeffs, plan.num_blocks}, numerator.options());
+  at::Tensor counter = at::empty({1}, numerator.options().dtype(at::kInt));
+  device.memset(counter.mutable_data_ptr(), 0, sizeof(unsigned));
+  device.launch(group_rational_backward_kernel<scalar_t, opmath_t, OpRationalOrder, kVec>,
+                plan.grid, dim3(kThreadsPerBlock), 0, grad_out.const_data_ptr<scalar_t>(),
                 x.const_data_ptr<scalar_t>(), numerator.const_data_ptr<opmath_t>(),
                 denominator.const_data_ptr<opmath_t>(), grad_x.mutable_data_ptr<scalar_t>(),
-                partials.mutable_data_ptr<opmath_t>(), layout);
-
-  const int64_t groups = denominator.size(0);
-  const int64_t numerator_rows = numerator.size(0);
-  reduce_partials(device, partials.const_data_ptr<opmath_t>(), plan.num_partials, layout.columns,
-                  kNumCoeffs, numerator_rows, layout.columns / numerator_rows, 0, kNumNumerator,
-                  grad_numerator.mutable_data_ptr<opmath_t>());
-  reduce_partials(device, partials.const_data_ptr<opmath_t>(), plan.num_partials, layout.columns,
-                  kNumCoeffs, groups, layout.group_columns, kNumNumerator, kNumDenominator,
-                  grad_denominator.mutable_data_ptr<opmath_t>());
+                grad_numerator.mutable_data_ptr<opmath_t>(),
+                grad_denominator.mutable_data_ptr<opmath_t>(),
+                partials.mutable_data_ptr<opmath_t>(),
+                static_cast<unsigned*>(counter.mutable_data_ptr()), layout, plan);
 }
 
 template <typename Device>

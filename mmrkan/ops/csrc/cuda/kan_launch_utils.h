@@ -2,11 +2,14 @@
 //
 // The launchers are templates on the device that runs the kernels: CudaDevice
 // (kan_cuda_device.cuh) in the .cu files, the SIMT emulator's EmulatedDevice (csrc/emulation) in
-// the tests, so both run the same plans, launches and reductions. A Device provides
-//   int sm_count() const;
-//   int blocks_per_sm(Kernel kernel, int threads, size_t dynamic_smem) const;  // occupancy
+// the tests, so both run the same plans and launches. A Device provides
+//   size_t max_smem_per_block() const;  // shared memory a block may use without opt-in
 //   void launch(Kernel kernel, dim3 grid, dim3 block, size_t dynamic_smem, Args... args) const;
+//   void memset(void* ptr, int value, size_t bytes) const;  // stream-ordered, like a launch
+// The launch plans (common/cuda/kan_launch_plan.h) depend on the shapes only.
 #pragma once
+
+#include <c10/util/Exception.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -21,22 +24,12 @@ inline bool is_aligned(const void* ptr, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
 }
 
-// The plans' blocks_per_sm(dynamic_smem) callback for `kernel` of kThreadsPerBlock threads.
-template <typename Device, typename Kernel>
-auto occupancy(const Device& device, Kernel kernel) {
-  return [&device, kernel](size_t dynamic_smem) {
-    return device.blocks_per_sm(kernel, kThreadsPerBlock, dynamic_smem);
-  };
-}
-
-// Launches reduce_partials_kernel for out of shape (rows, count).
-template <typename Device, typename T>
-void reduce_partials(const Device& device, const T* partials, int64_t num_partials, int64_t cols,
-                     int64_t width, int64_t rows, int64_t row_cols, int64_t first, int64_t count,
-                     T* out) {
-  device.launch(reduce_partials_kernel<T>, reduce_partials_grid(rows, count),
-                dim3(kThreadsPerBlock), 0, partials, num_partials, cols, width, row_cols, first,
-                out);
+// The plans keep below kConvSmemBudget; a device with less shared memory per block is refused
+// with a message rather than by a failed launch.
+template <typename Device>
+void check_shared_memory(const Device& device, size_t bytes, const char* op) {
+  TORCH_CHECK(bytes <= device.max_smem_per_block(), op, ": the CUDA kernel needs ", bytes,
+              " bytes of shared memory per block; this GPU allows ", device.max_smem_per_block());
 }
 
 }  // namespace cuda

@@ -19,12 +19,13 @@ std::array<unsigned, 3> from_dim3(const dim3& d) { return {d.x, d.y, d.z}; }
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   namespace simt = mmrkan::simt;
   py::class_<EmulatedGpu>(m, "EmulatedGpu")
-      .def(py::init<int, int, size_t, size_t>(), py::arg("sm_count"),
-           py::arg("max_blocks_per_sm"), py::arg("smem_per_sm"), py::arg("smem_per_block"));
+      .def(py::init<size_t, uint64_t>(), py::arg("smem_per_block"), py::arg("block_order"));
   m.def("group_rational_forward", &simt::group_rational_forward);
   m.def("group_rational_backward", &simt::group_rational_backward);
   m.def("kan_conv2d_forward", &simt::kan_conv2d_forward);
   m.def("kan_conv2d_backward", &simt::kan_conv2d_backward);
+  m.def("group_rational_plan", &simt::group_rational_plan);
+  m.def("kan_conv2d_plan", &simt::kan_conv2d_plan);
   m.def("run_probe", &simt::run_probe, py::arg("probe"), py::arg("gpu"));
   m.def(
       "launch_empty_kernel",

@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <map>
+#include <string>
 #include <tuple>
 
 #include "emulated_device.h"
@@ -22,6 +24,13 @@ at::Tensor kan_conv2d_forward(const EmulatedGpu& gpu, const at::Tensor& x,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv2d_backward(
     const EmulatedGpu& gpu, const at::Tensor& grad_out, const at::Tensor& x,
     const at::Tensor& base_weight, const at::Tensor& poly_weight, int64_t stride, int64_t basis);
+
+// The launch plans the launchers compute for these arguments (for the tests and
+// benchmarks/kernel_report.py): name -> value.
+std::map<std::string, int64_t> group_rational_plan(const at::Tensor& x, const at::Tensor& numerator,
+                                                   const at::Tensor& denominator);
+std::map<std::string, int64_t> kan_conv2d_plan(const at::Tensor& x, const at::Tensor& poly_weight,
+                                               int64_t stride, int64_t basis, bool backward);
 
 // Test kernels for the emulator's own checks; `probe` names one (see emulated_probes.cpp).
 at::Tensor run_probe(const std::string& probe, const EmulatedGpu& gpu);

@@ -1,7 +1,9 @@
-// Small kernels that exercise the emulator itself: warp shuffles, per-block shared memory, and
-// each failure a GPU would report (the launch checks are in simt.cpp).
+// Small kernels that exercise the emulator itself: warp shuffles, per-block shared memory, the
+// last-block-done protocol under a block order, the approximate instructions, and each failure a
+// GPU would report (the launch checks are in simt.cpp).
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <stdexcept>
@@ -18,14 +20,56 @@ constexpr int kProbeThreads = 64;
 
 __global__ void empty_kernel() {}
 
-// out[t][i]: __shfl_down_sync of t by 16, 8, 4, 2, 1 lanes, then the warp sum in lane 0.
+// out[t][i]: __shfl_down_sync of t by 16, 8, 4, 2, 1 lanes, then the tree sum they give in
+// lane 0.
 __global__ void shuffle_kernel(float* out) {
   const int t = threadIdx.x;
   int i = 0;
+  float sum = static_cast<float>(t);
   for (int delta = 16; delta > 0; delta /= 2) {
     out[t * 6 + i++] = __shfl_down_sync(0xffffffffu, static_cast<float>(t), delta);
+    sum += __shfl_down_sync(0xffffffffu, sum, delta);
   }
-  out[t * 6 + 5] = cuda::warp_reduce_sum(static_cast<float>(t));
+  out[t * 6 + 5] = sum;
+}
+
+// out[t][i]: __shfl_xor_sync of t with lane masks 16, 8, 4, 2, 1, then the butterfly warp sum.
+__global__ void shuffle_xor_kernel(float* out) {
+  const int t = threadIdx.x;
+  int i = 0;
+  for (int mask = 16; mask > 0; mask /= 2) {
+    out[t * 6 + i++] = __shfl_xor_sync(0xffffffffu, static_cast<float>(t), mask);
+  }
+  out[t * 6 + 5] = cuda::warp_sum(static_cast<float>(t));
+}
+
+// Completion counters of the last_block probe (cleared before its launch).
+unsigned probe_counters[2];
+constexpr int kProbeBlocks = 8;
+
+// Block b stores partial b + 1 and its arrival ticket; the block that arrives last sums the
+// partials (out[0]) and says who it is (out[1]). out[2 + b]: block b's ticket (0 = first).
+__global__ void last_block_kernel(float* out) {
+  float* partials = out + 2 + kProbeBlocks;
+  if (threadIdx.x == 0) {
+    partials[blockIdx.x] = static_cast<float>(blockIdx.x + 1);
+    out[2 + blockIdx.x] = static_cast<float>(atomicAdd(&probe_counters[1], 1u));
+  }
+  if (!cuda::arrive_last(&probe_counters[0], gridDim.x)) return;
+  const float sum = cuda::warp_ordered_sum(partials, kProbeBlocks);
+  if (threadIdx.x == 0) {
+    out[0] = sum;
+    out[1] = static_cast<float>(blockIdx.x);
+  }
+}
+
+// The approximate instructions on the inputs in out[0..n): out[n + i] = 2^x, out[2n + i] = 1/x.
+constexpr int kApproxInputs = 8;
+__global__ void approx_kernel(float* out) {
+  if (threadIdx.x >= kApproxInputs) return;
+  const float x = out[threadIdx.x];
+  out[kApproxInputs + threadIdx.x] = cuda::approx_exp2(x);
+  out[2 * kApproxInputs + threadIdx.x] = cuda::approx_reciprocal(x);
 }
 
 // out[b][t] = the value thread t + 1 of block b stored in static shared memory, and
@@ -93,6 +137,10 @@ at::Tensor run_probe(const std::string& probe, const EmulatedGpu& gpu) {
   // Kernels in a 32-thread warp or a 64-thread block: small, and two warps.
   const std::map<std::string, Probe> probes = {
       {"shuffle", {dim3(1), dim3(kProbeThreads), 0, kProbeThreads * 6, shuffle_kernel}},
+      {"shuffle_xor", {dim3(1), dim3(kProbeThreads), 0, kProbeThreads * 6, shuffle_xor_kernel}},
+      {"last_block", {dim3(kProbeBlocks), dim3(kProbeThreads), 0, 2 + 2 * kProbeBlocks,
+                      last_block_kernel}},
+      {"approx", {dim3(1), dim3(kProbeThreads), 0, 3 * kApproxInputs, approx_kernel}},
       {"shared_memory",
        {dim3(3), dim3(kProbeThreads), kProbeThreads * sizeof(float), 3 * 2 * kProbeThreads,
         shared_memory_kernel}},
@@ -117,6 +165,13 @@ at::Tensor run_probe(const std::string& probe, const EmulatedGpu& gpu) {
   const Probe& p = found->second;
   at::Tensor out = at::zeros({p.outputs}, at::kFloat);
   float* data = out.mutable_data_ptr<float>();
+  probe_counters[0] = probe_counters[1] = 0;
+  if (probe == "approx") {
+    // Inputs: exact powers and reciprocals, rounding cases, a denormal input and result,
+    // overflow, infinity.
+    const float inputs[kApproxInputs] = {0.f, 1.f, -1.5f, 10.3f, 1e38f, 1e-39f, 200.f, -INFINITY};
+    for (int i = 0; i < kApproxInputs; ++i) data[i] = inputs[i];
+  }
   EmulatedDevice(gpu).launch(p.kernel, p.grid, p.block, p.dynamic_smem, data);
   return out;
 }

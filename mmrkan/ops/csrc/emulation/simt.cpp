@@ -67,6 +67,7 @@ struct Barrier {
 struct Launch {
   dim3 grid, block;
   int64_t num_blocks = 0;
+  std::vector<int64_t> block_order;  // linear block indices in the order they run
   int threads = 0;
   int warps = 0;
   size_t dynamic_smem = 0;
@@ -88,14 +89,16 @@ struct Launch {
   std::condition_variable all_done;
 
   // Records the first failure and wakes every barrier (its round changes, so no sleeper stays).
+  // Only the first failure moves the rounds: several threads may fault, and the moves must not
+  // add up to a whole turn of the 32-bit counter (a sleeper would see its round again).
   void fail(const std::string& message) {
     {
       std::lock_guard<std::mutex> lock(mutex);
       if (error.empty()) error = message;
     }
-    failed.store(true);
+    if (failed.exchange(true)) return;
     for (Barrier* barrier : barriers()) {
-      barrier->round.fetch_add(1u << 31);
+      barrier->round.fetch_add(1);
       futex_wake_all(barrier->round);
     }
   }
@@ -176,7 +179,7 @@ std::string thread_name() {
   return out.str();
 }
 
-// Runs this worker's thread `linear_id` in every block of the launch, in order.
+// Runs this worker's thread `linear_id` in every block of the launch, in the launch's order.
 void run_thread(Launch& launch, int linear_id) {
   context = ThreadContext();
   context.launch = &launch;
@@ -188,7 +191,7 @@ void run_thread(Launch& launch, int linear_id) {
   threadIdx.x = linear_id % launch.block.x;
   threadIdx.y = linear_id / launch.block.x % launch.block.y;
   threadIdx.z = linear_id / (launch.block.x * launch.block.y);
-  for (int64_t b = 0; b < launch.num_blocks; ++b) {
+  for (const int64_t b : launch.block_order) {
     blockIdx.x = static_cast<unsigned>(b % launch.grid.x);
     blockIdx.y = static_cast<unsigned>(b / launch.grid.x % launch.grid.y);
     blockIdx.z = static_cast<unsigned>(b / (static_cast<int64_t>(launch.grid.x) * launch.grid.y));
@@ -260,6 +263,31 @@ class WorkerPool {
   uint64_t launch_id_ = 0;
 };
 
+// 0, 1, ..., count - 1, or a permutation of them seeded by `seed` (a fixed generator, so a seed
+// gives the same order on every machine).
+std::vector<int64_t> make_block_order(int64_t count, uint64_t seed) {
+  std::vector<int64_t> order(count);
+  for (int64_t i = 0; i < count; ++i) order[i] = i;
+  uint64_t state = seed;
+  for (int64_t i = count - 1; seed != 0 && i > 0; --i) {  // Fisher-Yates with splitmix64
+    state += 0x9e3779b97f4a7c15ull;
+    uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    std::swap(order[i], order[static_cast<int64_t>(z % static_cast<uint64_t>(i + 1))]);
+  }
+  return order;
+}
+
+// x moved up by `ulps` units in the last place (toward +infinity), or x itself if not finite.
+float add_ulps(float x, int ulps) {
+  for (int i = 0; i < ulps && std::isfinite(x); ++i) x = std::nextafter(x, INFINITY);
+  return x;
+}
+
+float flush_denormal(float x) { return std::fpclassify(x) == FP_SUBNORMAL ? std::copysign(0.f, x) : x; }
+
 std::mutex launch_mutex;  // one launch at a time; guards the log
 std::vector<LaunchRecord> log_records;
 
@@ -296,7 +324,7 @@ void check_configuration(dim3 grid, dim3 block, size_t dynamic_smem, size_t smem
 }  // namespace
 
 void launch(dim3 grid, dim3 block, size_t dynamic_smem, size_t smem_per_block_limit,
-            const std::function<void()>& kernel_body) {
+            const std::function<void()>& kernel_body, uint64_t block_order) {
   static WorkerPool* pool = new WorkerPool();  // never destroyed: its threads never exit
   std::lock_guard<std::mutex> serial(launch_mutex);
   check_configuration(grid, block, dynamic_smem, smem_per_block_limit);
@@ -304,6 +332,7 @@ void launch(dim3 grid, dim3 block, size_t dynamic_smem, size_t smem_per_block_li
   launch.grid = grid;
   launch.block = block;
   launch.num_blocks = static_cast<int64_t>(grid.x) * grid.y * grid.z;
+  launch.block_order = make_block_order(launch.num_blocks, block_order);
   launch.threads = static_cast<int>(block.x * block.y * block.z);
   launch.warps = (launch.threads + kWarpSize - 1) / kWarpSize;
   launch.dynamic_smem = dynamic_smem;
@@ -343,8 +372,10 @@ void sync_block() {
 
 int lane_id() { return current_thread("a warp intrinsic").lane; }
 
-void warp_exchange(unsigned mask, int width, const char* intrinsic, const void* value,
-                   void* result, size_t bytes, int src_lane) {
+namespace {
+
+// The checks every warp-wide intrinsic makes; returns the caller's context.
+ThreadContext& check_warp_intrinsic(unsigned mask, int width, const char* intrinsic) {
   ThreadContext& self = current_thread(intrinsic);
   Launch& launch = *self.launch;
   if (mask != kFullMask) {
@@ -363,6 +394,15 @@ void warp_exchange(unsigned mask, int width, const char* intrinsic, const void* 
           " threads (the block's " + std::to_string(launch.threads) +
           " threads are not a multiple of 32): undefined on a GPU");
   }
+  return self;
+}
+
+}  // namespace
+
+void warp_exchange(unsigned mask, int width, const char* intrinsic, const void* value,
+                   void* result, size_t bytes, int src_lane) {
+  ThreadContext& self = check_warp_intrinsic(mask, width, intrinsic);
+  Launch& launch = *self.launch;
   // Two slot sets used in turn: a lane can be at most one exchange ahead of the others, because
   // the next exchange's round cannot end before every lane has read this one.
   uint64_t* slots =
@@ -381,6 +421,14 @@ void check_vector_access(const void* ptr, size_t bytes, const char* what) {
         << " (a GPU stops the kernel with cudaErrorMisalignedAddress)";
     fault(out.str());
   }
+}
+
+float ex2_approx(float x) {
+  return flush_denormal(add_ulps(static_cast<float>(std::exp2(static_cast<double>(flush_denormal(x)))), 2));
+}
+
+float rcp_approx(float x) {
+  return flush_denormal(add_ulps(static_cast<float>(1.0 / static_cast<double>(flush_denormal(x))), 1));
 }
 
 void* allocate_static_shared(size_t bytes, size_t alignment) {

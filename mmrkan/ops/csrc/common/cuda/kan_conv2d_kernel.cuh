@@ -1,25 +1,26 @@
 // CUDA kernels of the KAN convolution (docs/ops.md).
 //
-// One 3x3 kernel W[p][f] is shared by all (n, c) planes: feature f = 0 is x (weight base_weight[p]),
-// feature f = 1 + k is the basis function B_k(x) (weight poly_weight[p][k]). x is zero-padded
-// FIRST, so a padded tap still contributes sum_k W[p][1 + k] * B_k(0).
+// One 3x3 kernel W[p][f] is shared by all (n, c) planes: feature f = 0 is x (weight
+// base_weight[p]), the others are the basis functions B_k(x) (weights poly_weight[p][k]). x is
+// zero-padded FIRST, so a padded tap still contributes sum_k W[p][1 + k] B_k(0).
 //
-// The outputs are cut into tiles of tile_planes x tile_h x tile_w (at most kThreadsPerBlock
-// outputs; several whole planes per tile when the planes are small); a grid of resident blocks
-// loops over the tiles (kan_launch_plan.h).
-//  * Forward: each input position of a tile's window (halo and padding included) is visited
-//    once: its features are evaluated once, and for every (output, tap p) of the tile that reads
-//    it, the term sum_f W[p][f] * feature_f goes to shared memory at [p][output]. Each output then
-//    adds its 9 terms.
-//  * Backward: the padded positions [-1, H] x [-1, W] of every plane are partitioned among the
-//    tiles, and every (output, tap) pair reads exactly one of them. Visiting each owned position
-//    once, with the grad_out values of the outputs that read it (a haloed tile in shared memory),
-//    gives grad_x by gathering (no atomics) and each term of the weight gradients exactly once,
-//    padded positions included. Weight gradients accumulate in registers, are summed per block in
-//    a fixed order into one partial per block, and reduce_partials_kernel adds the partials in a
-//    fixed order: deterministic.
-// Strides 1 and 2 are handled as shifts and masks, so "does tap i of some output read this row"
-// needs no division.
+// Built around the outputs (tiles and plans: kan_launch_plan.h):
+//  * Per tile, the basis family evaluates the features of every input position of the tile's
+//    window (halo and padding included) ONCE, into shared memory (16-byte chunks per position).
+//  * Thread t owns a strip of `kStrip` outputs of one row; the 3 x ((kStrip - 1) s + 3) window
+//    positions it reads are unrolled, every tap a compile-time offset. The weights are in shared
+//    memory (read as broadcasts).
+//  * Backward: each thread works on the input positions of its outputs' "cells" (the s x s
+//    positions [s a, s a + s) x [s c, s c + s) of output (a, c); they partition the input):
+//    their features are evaluated from x, and the taps that reach each position (1, 2, 2 or 4 of
+//    them at stride 2, for the four parities) give dx, a gather over only those taps, and the
+//    weight-gradient terms dy * feature, summed in registers. The padding's share of the weight
+//    gradients is f(0) times sums of grad_out. At the end, the block's sums go to one partial
+//    per block, and the block that finishes last adds the partials in a fixed order
+//    (arrive_last): deterministic, one launch.
+//  * Stride, basis family and number of functions are template parameters of the
+//    specialisations the defaults run; RuntimeBasis covers every other family/count in one
+//    instantiation per dtype and stride (kan_conv2d_launcher.h, docs/ops.md).
 #pragma once
 
 #include <cstdint>
@@ -30,369 +31,709 @@
 namespace mmrkan {
 namespace cuda {
 
-// Basis functions the kernels are compiled for (poly_weight.size(1)): Chebyshev degree <= 7.
+// Basis functions the kernels support (poly_weight.size(1)): Chebyshev degree <= 7.
 constexpr int kMaxFunctions = 8;
 
 // The `basis` argument: 0 Chebyshev, 1 rbf (KanBasis in kan_ops.h).
 constexpr int kChebyshev = 0;
 
-// --use_fast_math (setup.py) turns tanhf into tanh.approx.f32, whose relative error (~5e-4) is far
-// above fp32 rounding; expm1f keeps full accuracy, also near 0.
-__device__ __forceinline__ float accurate_tanh(float v) {
-  const float a = fminf(fabsf(v), 10.f);  // tanh(10) rounds to 1 in fp32; keeps expm1f finite
-  const float e = expm1f(2.f * a);
-  return copysignf(e / (e + 2.f), v);
-}
+// ---- Basis families ----------------------------------------------------------------------------
+//
+// A family is a small functor, a kernel argument:
+//   kStored             features kept per input position; feature 0 is x itself
+//   kConstant           true if a function equal to 1 everywhere (padding included) is folded
+//                       out of the stored features (Chebyshev T_0): its weights add up to a
+//                       constant, and its weight gradient is the sum of grad_out
+//   kMinBlocksPerSm     __launch_bounds__ occupancy target (registers <= 64 for 4)
+//   functions()         K, the columns of poly_weight
+//   stored()            features in use (<= kStored)
+//   poly_column(s)      the poly_weight column of stored feature s >= 1
+//   eval(v, f)          f[0..kStored) at input value v
+//   chain(f, g)         sum_s g[s] d f[s] / dx, from the stored features
 
-__device__ __forceinline__ double accurate_tanh(double v) { return tanh(v); }
+// T_k(tanh x), k < K: stores x, T_1..T_{K-1} (t = T_1 = f[1]).
+template <int kFunctions>
+struct ChebyshevBasis {
+  static_assert(kFunctions >= 1 && kFunctions <= kMaxFunctions, "1 to 8 Chebyshev functions");
+  static constexpr int kStored = kFunctions;
+  static constexpr bool kConstant = true;
+  static constexpr int kMinBlocksPerSm = 4;
 
-// feature = [x, B_0(x), ..., B_{K-1}(x)]: Chebyshev T_k(tanh x), or Gaussian bumps
-// exp(-((x - c_k) / w)^2) with c_k = -1 + k w, w = 2 / (K - 1).
-template <typename T, int kNumFunctions>
-__device__ __forceinline__ void eval_features(T v, int basis, T (&feature)[kNumFunctions + 1]) {
-  feature[0] = v;
-  if (basis == kChebyshev) {
-    const T t = accurate_tanh(v);
-    feature[1] = T(1);
-    if constexpr (kNumFunctions > 1) feature[2] = t;
+  __device__ __host__ int functions() const { return kFunctions; }
+  __device__ __host__ int stored() const { return kStored; }
+  __device__ __host__ static int poly_column(int s) { return s; }
+
+  template <typename T>
+  __device__ __forceinline__ void eval(T v, T (&f)[kStored]) const {
+    f[0] = v;
+    if constexpr (kStored > 1) {
+      const T t = fast_tanh(v);
+      f[1] = t;
+      T previous = T(1);
 #pragma unroll
-    for (int k = 2; k < kNumFunctions; ++k) feature[1 + k] = T(2) * t * feature[k] - feature[k - 1];
-  } else {
-    const T inv_width = T(kNumFunctions - 1) / T(2);
-#pragma unroll
-    for (int k = 0; k < kNumFunctions; ++k) {
-      const T u = (v + T(1)) * inv_width - T(k);  // (x - c_k) / w
-      feature[1 + k] = exp(-u * u);
+      for (int k = 2; k < kStored; ++k) {
+        f[k] = T(2) * t * f[k - 1] - previous;
+        previous = f[k - 1];
+      }
     }
   }
-}
 
-// eval_features plus slope[f] = d feature[f] / dx.
-template <typename T, int kNumFunctions>
-__device__ __forceinline__ void eval_features_and_slopes(T v, int basis,
-                                                         T (&feature)[kNumFunctions + 1],
-                                                         T (&slope)[kNumFunctions + 1]) {
-  feature[0] = v;
-  slope[0] = T(1);
-  if (basis == kChebyshev) {
-    const T t = accurate_tanh(v);
-    const T dt_dx = T(1) - t * t;
-    // dT_k/dt: T'_0 = 0, T'_1 = 1, T'_k = 2 T_{k-1} + 2t T'_{k-1} - T'_{k-2}; then times dt/dx.
-    feature[1] = T(1);
-    slope[1] = T(0);
-    if constexpr (kNumFunctions > 1) {
-      feature[2] = t;
-      slope[2] = T(1);
-    }
+  // dT_k/dx = k U_{k-1}(t) (1 - t^2), U the Chebyshev polynomials of the second kind.
+  template <typename T>
+  __device__ __forceinline__ T chain(const T (&f)[kStored], const T (&g)[kStored]) const {
+    if constexpr (kStored == 1) {
+      return g[0];
+    } else {
+      const T t = f[1];
+      T u_previous = T(0), u = T(1), sum = T(0);
 #pragma unroll
-    for (int k = 2; k < kNumFunctions; ++k) {
-      feature[1 + k] = T(2) * t * feature[k] - feature[k - 1];
-      slope[1 + k] = T(2) * feature[k] + T(2) * t * slope[k] - slope[k - 1];
-    }
-#pragma unroll
-    for (int k = 1; k < kNumFunctions; ++k) slope[1 + k] *= dt_dx;
-  } else {
-    const T inv_width = T(kNumFunctions - 1) / T(2);
-#pragma unroll
-    for (int k = 0; k < kNumFunctions; ++k) {
-      const T u = (v + T(1)) * inv_width - T(k);
-      feature[1 + k] = exp(-u * u);
-      slope[1 + k] = T(-2) * u * inv_width * feature[1 + k];
+      for (int k = 1; k < kStored; ++k) {
+        sum += T(k) * g[k] * u;
+        const T u_next = T(2) * t * u - u_previous;
+        u_previous = u;
+        u = u_next;
+      }
+      return g[0] + sum * (T(1) - t * t);
     }
   }
-}
-
-template <typename T, int kNumFeatures>
-__device__ __forceinline__ void load_weights(const T* __restrict__ base_weight,
-                                             const T* __restrict__ poly_weight,
-                                             T (&weight)[kNumTaps][kNumFeatures]) {
-#pragma unroll
-  for (int p = 0; p < kNumTaps; ++p) {
-    weight[p][0] = base_weight[p];
-#pragma unroll
-    for (int f = 1; f < kNumFeatures; ++f) weight[p][f] = poly_weight[p * (kNumFeatures - 1) + f - 1];
-  }
-}
-
-struct Tile {
-  int64_t plane0;
-  int planes, out_row0, out_col0, rows, cols;  // rows, cols, planes: clipped to the tensor
 };
 
-// Walks the tiles blockIdx.x, blockIdx.x + gridDim.x, ... as (plane group, tile in group)
-// without 64-bit divisions.
+// Any basis code and K <= kMaxFunctions, chosen at run time: stores x, B_0..B_{K-1} (zeros
+// beyond). One instantiation per dtype and stride for everything the specialisations do not
+// cover.
+struct RuntimeBasis {
+  static constexpr int kStored = kMaxFunctions + 1;
+  static constexpr bool kConstant = false;
+  static constexpr int kMinBlocksPerSm = 1;
+
+  int basis;
+  int num_functions;
+
+  __device__ __host__ int functions() const { return num_functions; }
+  __device__ __host__ int stored() const { return num_functions + 1; }
+  __device__ __host__ static int poly_column(int s) { return s - 1; }
+
+  template <typename T>
+  __device__ __forceinline__ void eval(T v, T (&f)[kStored]) const {
+    f[0] = v;
+    if (basis == kChebyshev) {
+      const T t = fast_tanh(v);
+      T previous = T(1), current = t;
+      f[1] = T(1);
+#pragma unroll
+      for (int k = 1; k < kMaxFunctions; ++k) {
+        f[1 + k] = k < num_functions ? current : T(0);
+        const T next = T(2) * t * current - previous;
+        previous = current;
+        current = next;
+      }
+    } else {
+      // Gaussian bumps: centres -1 + k w, width w = 2 / (K - 1), no tanh.
+      const T inv_width = T(num_functions - 1) / T(2);
+#pragma unroll
+      for (int k = 0; k < kMaxFunctions; ++k) {
+        const T u = (v + T(1)) * inv_width - T(k);
+        f[1 + k] = k < num_functions ? fast_exp(-u * u) : T(0);
+      }
+    }
+  }
+
+  template <typename T>
+  __device__ __forceinline__ T chain(const T (&f)[kStored], const T (&g)[kStored]) const {
+    T sum = T(0);
+    if (basis == kChebyshev) {
+      const T t = f[2];  // T_1 (0 when K = 1, unused then)
+      T u_previous = T(0), u = T(1);
+#pragma unroll
+      for (int k = 1; k < kMaxFunctions; ++k) {
+        if (k < num_functions) sum += T(k) * g[1 + k] * u;
+        const T u_next = T(2) * t * u - u_previous;
+        u_previous = u;
+        u = u_next;
+      }
+      sum *= T(1) - t * t;
+    } else {
+      const T inv_width = T(num_functions - 1) / T(2);
+#pragma unroll
+      for (int k = 0; k < kMaxFunctions; ++k) {
+        const T u = (f[0] + T(1)) * inv_width - T(k);
+        if (k < num_functions) sum += g[1 + k] * (T(-2) * inv_width * u) * f[1 + k];
+      }
+    }
+    return g[0] + sum;
+  }
+};
+
+// ---- Shared memory layout ----------------------------------------------------------------------
+
+template <typename T>
+struct FeatureLayout {
+  static constexpr int kPerChunk = kVectorBytes / static_cast<int>(sizeof(T));
+  using Chunk = Pack<T, kPerChunk>;
+};
+
+template <typename T, int kStored>
+struct Features {
+  using Chunk = typename FeatureLayout<T>::Chunk;
+  static constexpr int kPerChunk = FeatureLayout<T>::kPerChunk;
+  static constexpr int kChunks = (kStored + kPerChunk - 1) / kPerChunk;
+
+  // Loads exactly the kStored values (a last chunk of 3 fp32 as 8 + 4 bytes): the registers of
+  // an unused value would be held all the same.
+  __device__ __forceinline__ static void load(const Chunk* src, T (&f)[kStored]) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      constexpr int kLast = kStored - (kChunks - 1) * kPerChunk;  // values in the last chunk
+      if (c + 1 < kChunks || kLast == kPerChunk) {
+        const Chunk chunk = src[c];
+#pragma unroll
+        for (int i = 0; i < kPerChunk; ++i) f[c * kPerChunk + i] = chunk.val[i];
+      } else {
+        const T* values = reinterpret_cast<const T*>(src + c);
+        int i = 0;
+        if constexpr (kLast >= 2 && sizeof(T) == 4) {
+          const Pack<T, 2> pair = *reinterpret_cast<const Pack<T, 2>*>(values);
+          f[c * kPerChunk] = pair.val[0];
+          f[c * kPerChunk + 1] = pair.val[1];
+          i = 2;
+        }
+#pragma unroll
+        for (; i < kLast; ++i) f[c * kPerChunk + i] = values[i];
+      }
+    }
+  }
+
+  __device__ __forceinline__ static void store(Chunk* dst, const T (&f)[kStored]) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      Chunk chunk;
+#pragma unroll
+      for (int i = 0; i < kPerChunk; ++i) {
+        chunk.val[i] = c * kPerChunk + i < kStored ? f[c * kPerChunk + i] : T(0);
+      }
+      dst[c] = chunk;
+    }
+  }
+};
+
+// Weights W[p][s] in shared memory as kChunks chunks per tap, zeros past basis.stored(); returns
+// the sum of the folded constant function's weights (0 without one). Every thread calls it; the
+// caller synchronises before the first read.
+template <typename T, typename Basis>
+__device__ __forceinline__ T load_weights(const T* __restrict__ base_weight,
+                                          const T* __restrict__ poly_weight, const Basis& basis,
+                                          typename FeatureLayout<T>::Chunk* weights) {
+  using F = Features<T, Basis::kStored>;
+  T* flat = reinterpret_cast<T*>(weights);
+  const int functions = basis.functions();
+  for (int i = threadIdx.x; i < kNumTaps * F::kChunks * F::kPerChunk; i += kThreadsPerBlock) {
+    const int p = i / (F::kChunks * F::kPerChunk);
+    const int s = i % (F::kChunks * F::kPerChunk);
+    T w = T(0);
+    if (s == 0) {
+      w = base_weight[p];
+    } else if (s < basis.stored()) {
+      w = poly_weight[p * functions + Basis::poly_column(s)];
+    }
+    flat[i] = w;
+  }
+  T constant = T(0);
+  if constexpr (Basis::kConstant) {
+#pragma unroll
+    for (int p = 0; p < kNumTaps; ++p) constant += __ldg(poly_weight + p * functions);
+  }
+  return constant;
+}
+
+// f[0..kHalf) = src[0..kHalf) (src 8-byte aligned): one 8- or 16-byte shared load per 2 or 4
+// values.
+template <typename T, int kHalf>
+__device__ __forceinline__ void load_half(const T* src, T (&f)[kHalf]) {
+  if constexpr (kHalf * sizeof(T) % 8 == 0 && sizeof(T) == 4) {
+#pragma unroll
+    for (int k = 0; k < kHalf; k += 2) {
+      const Pack<T, 2> pair = *reinterpret_cast<const Pack<T, 2>*>(src + k);
+      f[k] = pair.val[0];
+      f[k + 1] = pair.val[1];
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < kHalf; ++k) f[k] = src[k];
+  }
+}
+
+// Window slot of column j of a strip (relative to the strip's first slot): a compile-time
+// offset plus, with the parity split, j's half.
+template <int kStride, int kStrip>
+__device__ __forceinline__ int strip_slot(const ConvGeometry& geo, int j) {
+  if constexpr (kStride * kStrip == 2) {
+    return (j & 1) * geo.half_pitch + (j >> 1);
+  } else {
+    return j;
+  }
+}
+
+// The thread's strip: plane q, row a, strip sb of the tile, and where its taps and grad_out are
+// in shared memory (the same in every tile).
+template <int kStride, int kStrip>
+struct StripOwner {
+  int plane, row, strip;
+  int window_slot;  // slot of the strip's first tap (tap row 0) in the window
+  int dy_index;     // index of the strip's first output in the grad_out tile
+  bool active;
+
+  // Strip `index` of the tile (the thread's index, or another in the weight-gradient pass).
+  __device__ StripOwner(const ConvGeometry& geo, int index) {
+    strip = index % geo.strips_w;
+    row = index / geo.strips_w % geo.tile_h;
+    plane = index / (geo.strips_w * geo.tile_h);
+    active = plane < geo.tile_planes;
+    const int first_col = strip * kStrip * kStride;
+    window_slot = (plane * geo.win_h + row * kStride) * geo.win_pitch +
+                  (kStride * kStrip == 2 ? first_col / 2 : first_col);
+    dy_index = (plane * (geo.tile_h + 2) + row + 1) * (geo.tile_w + 2) + strip * kStrip + 1;
+  }
+};
+
+// Walks this block's consecutive tiles (plane group, tile row, tile column) without divisions.
+// Tile counts fit in 31 bits (kan_conv2d_launcher.h checks).
 struct TileCursor {
-  int64_t group;
-  int in_group;
-  int64_t step_groups;
-  int step_in_group;
+  int left, group, tile_row, tile_col;  // left: tiles still to do
+  int planes;  // planes of the tile inside the tensor
+  // Elements of x (and of y / grad_out) before the tile's first plane.
+  int64_t in_offset, out_offset;
 
-  __device__ explicit TileCursor(const ConvGeometry& geo)
-      : group(blockIdx.x / geo.tiles_per_group),
-        in_group(blockIdx.x % geo.tiles_per_group),
-        step_groups(gridDim.x / geo.tiles_per_group),
-        step_in_group(gridDim.x % geo.tiles_per_group) {}
+  __device__ explicit TileCursor(const ConvGeometry& geo) {
+    const int first = static_cast<int>(blockIdx.x * geo.tiles_per_block);
+    left = static_cast<int>(min(geo.num_tiles - first, geo.tiles_per_block));
+    const int per_group = geo.tiles_w * geo.tiles_h;
+    group = first / per_group;
+    const int in_group = first - group * per_group;
+    tile_row = in_group / geo.tiles_w;
+    tile_col = in_group % geo.tiles_w;
+    in_offset = plane0(geo) * geo.height * geo.width;
+    out_offset = plane0(geo) * geo.out_height * geo.out_width;
+    planes = planes_of_group(geo);
+  }
 
-  __device__ bool valid(const ConvGeometry& geo) const { return group < geo.plane_groups; }
+  __device__ bool valid() const { return left > 0; }
 
   __device__ void advance(const ConvGeometry& geo) {
-    group += step_groups;
-    in_group += step_in_group;
-    if (in_group >= geo.tiles_per_group) {
-      in_group -= geo.tiles_per_group;
-      ++group;
+    --left;
+    if (++tile_col == geo.tiles_w) {
+      tile_col = 0;
+      if (++tile_row == geo.tiles_h) {
+        tile_row = 0;
+        ++group;
+        in_offset += geo.tile_planes * geo.height * geo.width;
+        out_offset += geo.tile_planes * geo.out_height * geo.out_width;
+        planes = planes_of_group(geo);
+      }
     }
   }
 
-  __device__ Tile tile(const ConvGeometry& geo) const {
-    Tile t;
-    t.plane0 = group * geo.tile_planes;
-    t.planes = static_cast<int>(min(static_cast<int64_t>(geo.tile_planes), geo.planes - t.plane0));
-    t.out_row0 = (in_group / geo.tiles_w) * geo.tile_h;
-    t.out_col0 = (in_group % geo.tiles_w) * geo.tile_w;
-    t.rows = min(geo.tile_h, geo.out_height - t.out_row0);
-    t.cols = min(geo.tile_w, geo.out_width - t.out_col0);
-    return t;
+  __device__ int64_t plane0(const ConvGeometry& geo) const {
+    return static_cast<int64_t>(group) * geo.tile_planes;
   }
+  __device__ int planes_of_group(const ConvGeometry& geo) const {
+    return static_cast<int>(min(geo.planes - plane0(geo), int64_t{geo.tile_planes}));
+  }
+  __device__ int out_row0(const ConvGeometry& geo) const { return tile_row * geo.tile_h; }
+  __device__ int out_col0(const ConvGeometry& geo) const { return tile_col * geo.tile_w; }
 };
 
-// n / d and n % d for a divisor d fixed at launch by a multiply-high, an add and a shift instead
-// of a hardware division (Granlund and Montgomery, "Division by invariant integers using
-// multiplication", PLDI 1994). Exact for n, d < 2^31.
-struct FastDivider {
-  unsigned divisor;
-  unsigned magic;  // 2^32 (2^shift - d) / d + 1
-  unsigned shift;  // ceil(log2 d)
-
-  FastDivider() = default;
-
-  explicit FastDivider(unsigned d) : divisor(d), shift(0) {
-    while ((uint64_t(1) << shift) < d) ++shift;
-    magic = static_cast<unsigned>(((uint64_t(1) << 32) * ((uint64_t(1) << shift) - d)) / d + 1);
+// Evaluates the features of the tile's window into shared memory (every thread; the caller
+// synchronises before reading). Thread t fills slot t % win_pitch of rows t / win_pitch,
+// + kThreadsPerBlock / win_pitch, ...: one window column for all of them. Positions outside x
+// (padding, past the last plane) hold the features of 0. Offsets inside a tile's planes fit in
+// 31 bits (kan_conv2d_launcher.h checks).
+template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
+__device__ __forceinline__ void evaluate_window(const scalar_t* __restrict__ x,
+                                                const ConvGeometry& geo, const Basis& basis,
+                                                const TileCursor& cursor,
+                                                typename FeatureLayout<opmath_t>::Chunk* window) {
+  using F = Features<opmath_t, Basis::kStored>;
+  const int slot = threadIdx.x & (geo.win_pitch - 1);
+  int column = slot;
+  if constexpr (kStride * kStrip == 2) {
+    column = slot < geo.half_pitch ? 2 * slot : 2 * (slot - geo.half_pitch) + 1;
   }
-
-  __device__ __forceinline__ unsigned div(unsigned n) const {
-    return (__umulhi(n, magic) + n) >> shift;
+  const int c = cursor.out_col0(geo) * kStride - 1 + column;
+  const bool column_inside =
+      column < geo.win_w && static_cast<unsigned>(c) < static_cast<unsigned>(geo.width);
+  const int row_origin = cursor.out_row0(geo) * kStride - 1;
+  const int row_step = kThreadsPerBlock >> geo.pitch_shift;
+  // The thread's first row (plane q, row wr of its window).
+  int row = threadIdx.x >> geo.pitch_shift;
+  const int q = static_cast<int>(geo.win_rows.div(static_cast<unsigned>(row)));
+  int wr = row - q * geo.win_h;
+  const bool row_inside = static_cast<unsigned>(row_origin + wr) < static_cast<unsigned>(geo.height);
+  const scalar_t* src = x + cursor.in_offset + c +
+                        static_cast<int64_t>(q) * geo.height * geo.width +
+                        static_cast<int64_t>(row_origin + wr) * geo.width;
+  typename F::Chunk* dst = window + ((row << geo.pitch_shift) + slot) * F::kChunks;
+  if (geo.planes_per_step > 0) {
+    // Windows of whole small planes: a thread keeps its row and column and steps over the
+    // tile's planes, planes_per_step at a time.
+    if (row >= geo.planes_per_step * geo.win_h) return;
+    const bool inside = column_inside && row_inside;
+#pragma unroll 1
+    for (int plane = q; plane < geo.tile_planes; plane += geo.planes_per_step) {
+      opmath_t f[Basis::kStored];
+      basis.eval(inside && plane < cursor.planes ? static_cast<opmath_t>(*src) : opmath_t(0), f);
+      F::store(dst, f);
+      src += geo.step_offset;
+      dst += geo.planes_per_step * geo.win_h * geo.win_pitch * F::kChunks;
+    }
+    return;
   }
-};
-
-// A (planes, rows, cols) box of a tile (BoxShape), enumerated by a flat index.
-struct TileBox {
-  FastDivider rows, cols;
-  int count;
-
-  __device__ void unflatten(int index, int& plane, int& row, int& col) const {
-    const unsigned by_col = cols.div(static_cast<unsigned>(index));
-    const unsigned by_row = rows.div(by_col);
-    col = index - static_cast<int>(by_col * cols.divisor);
-    row = static_cast<int>(by_col - by_row * rows.divisor);
-    plane = static_cast<int>(by_row);
+  // Else row_step rows at a time (wr and the x element move along, into the next plane).
+  const int rows = geo.window_rows();
+  const int rows_inside = cursor.planes * geo.win_h;  // rows of planes inside the tensor
+#pragma unroll 1
+  for (; row < rows; row += row_step) {
+    opmath_t v = opmath_t(0);
+    if (column_inside && row < rows_inside &&
+        static_cast<unsigned>(row_origin + wr) < static_cast<unsigned>(geo.height)) {
+      v = static_cast<opmath_t>(*src);
+    }
+    opmath_t f[Basis::kStored];
+    basis.eval(v, f);
+    F::store(dst, f);
+    dst += kThreadsPerBlock * F::kChunks;
+    wr += geo.step_rows;
+    src += geo.step_offset;
+    if (wr >= geo.win_h) {
+      wr -= geo.win_h;
+      src += geo.wrap_offset;
+    }
   }
-};
-
-inline TileBox make_box(const BoxShape& shape) {
-  TileBox box;
-  box.rows = FastDivider(static_cast<unsigned>(shape.rows));
-  box.cols = FastDivider(static_cast<unsigned>(shape.cols));
-  box.count = shape.count();
-  return box;
 }
 
-// window: tile_planes x ((tile_h - 1) s + 3) x ((tile_w - 1) s + 3) input positions, row 0 being
-// input row out_row0 * s - 1. smem: kNumTaps x tile outputs.
-template <typename scalar_t, typename opmath_t, int kNumFunctions>
-__global__ void __launch_bounds__(kThreadsPerBlock)
+// sum_s W[p][s] f[s]
+template <typename T, int kStored>
+__device__ __forceinline__ T dot_weights(const typename FeatureLayout<T>::Chunk* w,
+                                         const T (&f)[kStored]) {
+  T wf[kStored];
+  Features<T, kStored>::load(w, wf);
+  T sum = T(0);
+#pragma unroll
+  for (int s = 0; s < kStored; ++s) sum += wf[s] * f[s];
+  return sum;
+}
+
+// y: (planes, out_height, out_width).
+template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
+__global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
     kan_conv2d_forward_kernel(const scalar_t* __restrict__ x,
                               const opmath_t* __restrict__ base_weight,
                               const opmath_t* __restrict__ poly_weight, scalar_t* __restrict__ y,
-                              ConvGeometry geo, TileBox window, int basis) {
-  constexpr int kNumFeatures = kNumFunctions + 1;
-  MMRKAN_DYNAMIC_SMEM(unsigned char, smem);
-  opmath_t* tap_terms = reinterpret_cast<opmath_t*>(smem);
+                              ConvGeometry geo, Basis basis) {
+  using F = Features<opmath_t, Basis::kStored>;
+  using Chunk = typename F::Chunk;
+  constexpr int kSpan = (kStrip - 1) * kStride + 3;  // window columns a strip reads
+  MMRKAN_DYNAMIC_SMEM(unsigned char, smem);  // one type for every instantiation
+  Chunk* weights = reinterpret_cast<Chunk*>(smem);
+  Chunk* window = weights + kNumTaps * F::kChunks;
+  const opmath_t constant = load_weights(base_weight, poly_weight, basis, weights);
+  const StripOwner<kStride, kStrip> owner(geo, threadIdx.x);
 
-  opmath_t weight[kNumTaps][kNumFeatures];
-  load_weights(base_weight, poly_weight, weight);
-  const int stride = 1 << geo.stride_shift;
-  const int parity_mask = stride - 1;
-  const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
-  const int tile_outputs = geo.tile_planes * geo.tile_h * geo.tile_w;
-  // This thread's output, at the same place in every tile (tile_outputs <= kThreadsPerBlock).
-  const int my_col = threadIdx.x % geo.tile_w;
-  const int my_row = (threadIdx.x / geo.tile_w) % geo.tile_h;
-  const int my_plane = threadIdx.x / (geo.tile_w * geo.tile_h);
-
-  for (TileCursor cursor(geo); cursor.valid(geo); cursor.advance(geo)) {
-    const Tile t = cursor.tile(geo);
-    const int window_rows = (t.rows - 1) * stride + 3;
-    const int window_cols = (t.cols - 1) * stride + 3;
-    const int row0 = t.out_row0 * stride - 1;
-    const int col0 = t.out_col0 * stride - 1;
-    for (int index = threadIdx.x; index < window.count; index += kThreadsPerBlock) {
-      int plane, wr, wc;
-      window.unflatten(index, plane, wr, wc);
-      if (plane >= t.planes || wr >= window_rows || wc >= window_cols) continue;
-      const int r = row0 + wr;
-      const int c = col0 + wc;
-      opmath_t v = 0;
-      if (r >= 0 && r < geo.height && c >= 0 && c < geo.width) {
-        v = static_cast<opmath_t>(x[(t.plane0 + plane) * plane_size +
-                                    static_cast<int64_t>(r) * geo.width + c]);
-      }
-      opmath_t feature[kNumFeatures];
-      eval_features<opmath_t, kNumFunctions>(v, basis, feature);
+  for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
+    evaluate_window<scalar_t, opmath_t, Basis, kStride, kStrip>(x, geo, basis, cursor, window);
+    __syncthreads();
+    const int out_row = cursor.out_row0(geo) + owner.row;
+    const int out_col = cursor.out_col0(geo) + owner.strip * kStrip;
+    if (owner.active && owner.plane < cursor.planes && out_row < geo.out_height &&
+        out_col < geo.out_width) {
+      opmath_t acc[kStrip];
 #pragma unroll
+      for (int o = 0; o < kStrip; ++o) acc[o] = constant;
+      // One tap row at a time: its loads in flight together, without holding all 9 taps'
+      // features and weights in registers.
+#pragma unroll 1
       for (int i = 0; i < 3; ++i) {
-        // Tap row i of tile output row o reads window row o * s + i.
-        const int dr = wr - i;
-        if (dr < 0 || (dr & parity_mask) != 0 || (dr >> geo.stride_shift) >= t.rows) continue;
+        const Chunk* row = window + (owner.window_slot + i * geo.win_pitch) * F::kChunks;
 #pragma unroll
-        for (int j = 0; j < 3; ++j) {
-          const int dc = wc - j;
-          if (dc < 0 || (dc & parity_mask) != 0 || (dc >> geo.stride_shift) >= t.cols) continue;
-          opmath_t term = 0;
+        for (int j = 0; j < kSpan; ++j) {
+          opmath_t f[Basis::kStored];
+          F::load(row + strip_slot<kStride, kStrip>(geo, j) * F::kChunks, f);
 #pragma unroll
-          for (int f = 0; f < kNumFeatures; ++f) term += weight[i * 3 + j][f] * feature[f];
-          const int output = (plane * geo.tile_h + (dr >> geo.stride_shift)) * geo.tile_w +
-                             (dc >> geo.stride_shift);
-          tap_terms[(i * 3 + j) * tile_outputs + output] = term;
+          for (int o = 0; o < kStrip; ++o) {
+            const int tap_col = j - o * kStride;
+            if (tap_col >= 0 && tap_col < 3) {
+              acc[o] += dot_weights<opmath_t>(weights + (i * 3 + tap_col) * F::kChunks, f);
+            }
+          }
         }
       }
-    }
-    __syncthreads();
-    if (my_plane < t.planes && my_row < t.rows && my_col < t.cols) {
-      opmath_t sum = 0;
+      scalar_t* out = y + cursor.out_offset +
+                      (owner.plane * geo.out_height + out_row) * geo.out_width + out_col;
 #pragma unroll
-      for (int p = 0; p < kNumTaps; ++p) sum += tap_terms[p * tile_outputs + threadIdx.x];
-      y[((t.plane0 + my_plane) * geo.out_height + t.out_row0 + my_row) * geo.out_width +
-        t.out_col0 + my_col] = static_cast<scalar_t>(sum);
+      for (int o = 0; o < kStrip; ++o) {
+        if (out_col + o < geo.out_width) out[o] = static_cast<scalar_t>(acc[o]);
+      }
     }
-    __syncthreads();  // tap_terms is rewritten for the next tile
+    __syncthreads();  // the window is rewritten for the next tile
   }
 }
 
-// dy_box: tile_planes x (tile_h + 2) x (tile_w + 2) outputs from (out_row0 - 1, out_col0 - 1),
-// held in smem. owned_box: tile_planes x (tile_h s + 2) x (tile_w s + 2) positions from input
-// (out_row0 s - 1, out_col0 s - 1), a superset of the positions the tile owns:
-//   rows [out_row0 s, (out_row0 + rows) s), plus row -1 for the first tile row and every row up
-//   to H for the last one (likewise for columns).
-// partials: (gridDim.x, kNumTaps * kNumFeatures), [p][0] for base_weight, [p][1 + k] for
-// poly_weight[p][k].
-template <typename scalar_t, typename opmath_t, int kNumFunctions>
-__global__ void __launch_bounds__(kThreadsPerBlock)
-    kan_conv2d_backward_kernel(const scalar_t* __restrict__ grad_out,
-                               const scalar_t* __restrict__ x,
-                               const opmath_t* __restrict__ base_weight,
-                               const opmath_t* __restrict__ poly_weight,
-                               scalar_t* __restrict__ grad_x, opmath_t* __restrict__ partials,
-                               ConvGeometry geo, TileBox dy_box, TileBox owned_box, int basis) {
-  constexpr int kNumFeatures = kNumFunctions + 1;
-  constexpr int kNumWeights = kNumTaps * kNumFeatures;
-  MMRKAN_DYNAMIC_SMEM(unsigned char, smem);
-  opmath_t* dy_tile = reinterpret_cast<opmath_t*>(smem);
-  MMRKAN_SHARED_ARRAY(opmath_t, warp_sums, [kWarpsPerBlock][kNumWeights]);
+// The backward's weight-gradient sums of a family, the partials' rows: one per (tap, stored
+// feature) over the real input positions, one per tap of grad_out over the padding (the
+// padding's features are those of 0 at every padded position: f_s(0) times that sum gives its
+// share of dW[p][s]), and the constant's.
+template <typename Basis>
+struct WeightSums {
+  static constexpr int kReal = kNumTaps * Basis::kStored;  // real[p * kStored + s]
+  static constexpr int kPadding = kReal;                   // padding[p] at kPadding + p
+  static constexpr int kConstant = kReal + kNumTaps;       // if Basis::kConstant
+  static constexpr int kCount = kConstant + (Basis::kConstant ? 1 : 0);
+};
 
-  opmath_t weight[kNumTaps][kNumFeatures];
-  load_weights(base_weight, poly_weight, weight);
-  opmath_t grad_weight[kNumTaps][kNumFeatures] = {};
-  const int stride = 1 << geo.stride_shift;
-  const int parity_mask = stride - 1;
-  const int64_t plane_size = static_cast<int64_t>(geo.height) * geo.width;
-  const int dy_rows = geo.tile_h + 2;
+// Tap index along one axis by which output a + d reads input position s a + e (e < s: the
+// position's place in output a's cell), or -1 if it does not.
+template <int kStride>
+__device__ __forceinline__ constexpr int reaching_tap(int e, int d) {
+  return 1 + e - kStride * d >= 0 && 1 + e - kStride * d <= 2 ? 1 + e - kStride * d : -1;
+}
+
+// One pass of the backward over the block's tiles (see kan_conv2d_backward_kernel). Sums, in
+// the thread's registers, dy * feature s for s in [kBegin, kEnd) over the (position, tap) pairs
+// of its cells into real[p * (kEnd - kBegin) + s - kBegin]; with kDx also dx, the padding sums
+// and the constant's. grad_out of a tile and of a ring of one output around it are in dy_tile.
+template <bool kDx, int kBegin, int kEnd, typename scalar_t, typename opmath_t, typename Basis,
+          int kStride, int kStrip>
+__device__ __forceinline__ void backward_pass(
+    const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ x,
+    scalar_t* __restrict__ grad_x, const ConvGeometry& geo, const Basis& basis,
+    const typename FeatureLayout<opmath_t>::Chunk* weights, opmath_t* dy_tile,
+    const StripOwner<kStride, kStrip>& owner, opmath_t (&real)[kNumTaps * (kEnd - kBegin)],
+    opmath_t (&padding)[kNumTaps], opmath_t& constant) {
+  using F = Features<opmath_t, Basis::kStored>;
+  constexpr int kStored = Basis::kStored;
+  constexpr int kCount = kEnd - kBegin;
   const int dy_cols = geo.tile_w + 2;
-
-  for (TileCursor cursor(geo); cursor.valid(geo); cursor.advance(geo)) {
-    const Tile t = cursor.tile(geo);
-    for (int index = threadIdx.x; index < dy_box.count; index += kThreadsPerBlock) {
-      int plane, dr, dc;
-      dy_box.unflatten(index, plane, dr, dc);
-      const int oh = t.out_row0 - 1 + dr;
-      const int ow = t.out_col0 - 1 + dc;
-      opmath_t dy = 0;
-      if (plane < t.planes && oh >= 0 && oh < geo.out_height && ow >= 0 && ow < geo.out_width) {
+  const int plane_size = geo.height * geo.width;
+  const int out_plane_size = geo.out_height * geo.out_width;
+  for (TileCursor cursor(geo); cursor.valid(); cursor.advance(geo)) {
+    const int out_row0 = cursor.out_row0(geo);
+    const int out_col0 = cursor.out_col0(geo);
+    const scalar_t* dy_planes = grad_out + cursor.out_offset;
+#pragma unroll 1
+    for (int index = threadIdx.x; index < geo.dy_box.count; index += kThreadsPerBlock) {
+      int q, r, c;
+      geo.dy_box.unflatten(index, q, r, c);
+      const int out_row = out_row0 - 1 + r;
+      const int out_col = out_col0 - 1 + c;
+      opmath_t dy = opmath_t(0);
+      if (q < cursor.planes &&
+          static_cast<unsigned>(out_row) < static_cast<unsigned>(geo.out_height) &&
+          static_cast<unsigned>(out_col) < static_cast<unsigned>(geo.out_width)) {
         dy = static_cast<opmath_t>(
-            grad_out[((t.plane0 + plane) * geo.out_height + oh) * geo.out_width + ow]);
+            dy_planes[q * out_plane_size + out_row * geo.out_width + out_col]);
       }
       dy_tile[index] = dy;
     }
     __syncthreads();
 
-    const bool last_row = t.out_row0 + t.rows == geo.out_height;
-    const bool last_col = t.out_col0 + t.cols == geo.out_width;
-    const int row0 = t.out_row0 * stride - 1;
-    const int col0 = t.out_col0 * stride - 1;
-    const int row_begin = t.out_row0 == 0 ? 0 : 1;
-    const int col_begin = t.out_col0 == 0 ? 0 : 1;
-    const int row_end = last_row ? geo.height + 1 - row0 : t.rows * stride + 1;
-    const int col_end = last_col ? geo.width + 1 - col0 : t.cols * stride + 1;
-    for (int index = threadIdx.x; index < owned_box.count; index += kThreadsPerBlock) {
-      int plane, wr, wc;
-      owned_box.unflatten(index, plane, wr, wc);
-      if (plane >= t.planes || wr < row_begin || wr >= row_end || wc < col_begin ||
-          wc >= col_end) {
-        continue;
-      }
-      const int r = row0 + wr;
-      const int c = col0 + wc;
-      const bool inside = r >= 0 && r < geo.height && c >= 0 && c < geo.width;
-      const int64_t offset = (t.plane0 + plane) * plane_size + static_cast<int64_t>(r) * geo.width + c;
-      const opmath_t v = inside ? static_cast<opmath_t>(x[offset]) : opmath_t(0);
-      opmath_t feature[kNumFeatures];
-      opmath_t slope[kNumFeatures];
-      eval_features_and_slopes<opmath_t, kNumFunctions>(v, basis, feature, slope);
-
-      // dy[p]: grad_out of the output whose tap p reads this position (0 if none).
-      opmath_t dy[kNumTaps];
-      const opmath_t* dy_plane = dy_tile + plane * dy_rows * dy_cols;
+    const int out_row = out_row0 + owner.row;
+    const int out_col = out_col0 + owner.strip * kStrip;
+    if (owner.active && owner.plane < cursor.planes && out_row < geo.out_height &&
+        out_col < geo.out_width) {
+      const opmath_t* dy_here = dy_tile + owner.dy_index;  // dy_here[d * dy_cols + o]
+      if constexpr (kDx) {
+        // Taps reading the padding: rows s a - 1 + i outside [0, H), columns s c - 1 + j
+        // outside [0, W). dy is 0 past the tensor's edge.
+        const int row = out_row * kStride - 1;
+        bool row_padded[3];
 #pragma unroll
-      for (int i = 0; i < 3; ++i) {
-        // Output row out_row0 + o reads this position with tap row i iff o s = wr - i.
-        const int dr = wr - i;
-        const int tile_row = (dr >> geo.stride_shift) + 1;
-        const bool row_ok = (dr & parity_mask) == 0 && tile_row >= 0 && tile_row < dy_rows;
+        for (int i = 0; i < 3; ++i) {
+          row_padded[i] = static_cast<unsigned>(row + i) >= static_cast<unsigned>(geo.height);
+        }
 #pragma unroll
-        for (int j = 0; j < 3; ++j) {
-          const int dc = wc - j;
-          const int tile_col = (dc >> geo.stride_shift) + 1;
-          const bool col_ok = (dc & parity_mask) == 0 && tile_col >= 0 && tile_col < dy_cols;
-          dy[i * 3 + j] = row_ok && col_ok ? dy_plane[tile_row * dy_cols + tile_col] : opmath_t(0);
+        for (int o = 0; o < kStrip; ++o) {
+          const opmath_t dy = dy_here[o];
+          if constexpr (Basis::kConstant) constant += dy;
+          const int col = (out_col + o) * kStride - 1;
+#pragma unroll
+          for (int j = 0; j < 3; ++j) {
+            const bool col_padded =
+                static_cast<unsigned>(col + j) >= static_cast<unsigned>(geo.width);
+#pragma unroll
+            for (int i = 0; i < 3; ++i) {
+              if (row_padded[i] || col_padded) padding[i * 3 + j] += dy;
+            }
+          }
         }
       }
-
-      opmath_t grad = 0;
+      // Position (er, ec) of cell o: input (in_row0 + er, in_col0 + o s + ec).
+      const int in_row0 = out_row * kStride;
+      const int in_col0 = out_col * kStride;
+      const int64_t first = cursor.in_offset + owner.plane * plane_size + in_row0 * geo.width +
+                            in_col0;
+      // One cell at a time: its taps' weights in flight together, not the whole strip's.
+#pragma unroll 1
+      for (int o = 0; o < kStrip; ++o) {
 #pragma unroll
-      for (int f = 0; f < kNumFeatures; ++f) {
-        opmath_t dy_weight = 0;
+        for (int er = 0; er < kStride; ++er) {
 #pragma unroll
-        for (int p = 0; p < kNumTaps; ++p) dy_weight += dy[p] * weight[p][f];
-        grad += dy_weight * slope[f];
+          for (int ec = 0; ec < kStride; ++ec) {
+            // A position of the cell past the bottom or right edge (odd H or W at stride 2) is
+            // padding, counted by the padding sums: its terms are masked, not branched around.
+            const bool inside =
+                in_row0 + er < geo.height && in_col0 + o * kStride + ec < geo.width;
+            const int64_t offset = first + static_cast<int64_t>(er) * geo.width + o * kStride + ec;
+            opmath_t f[kStored];
+            basis.eval(inside ? static_cast<opmath_t>(x[offset]) : opmath_t(0), f);
+            opmath_t masked[kStored];
+#pragma unroll
+            for (int s = kBegin; s < kEnd; ++s) masked[s] = inside ? f[s] : opmath_t(0);
+            opmath_t g[kStored];
+#pragma unroll
+            for (int s = 0; s < kStored; ++s) g[s] = opmath_t(0);
+#pragma unroll
+            for (int dr = -1; dr <= 1; ++dr) {
+              const int tap_row = reaching_tap<kStride>(er, dr);
+              if (tap_row < 0) continue;
+#pragma unroll
+              for (int dc = -1; dc <= 1; ++dc) {
+                const int tap_col = reaching_tap<kStride>(ec, dc);
+                if (tap_col < 0) continue;
+                const int p = tap_row * 3 + tap_col;
+                const opmath_t dy = dy_here[dr * dy_cols + o + dc];
+#pragma unroll
+                for (int s = kBegin; s < kEnd; ++s) {
+                  real[p * kCount + s - kBegin] += dy * masked[s];
+                }
+                if constexpr (kDx) {
+                  opmath_t w[kStored];
+                  F::load(weights + p * F::kChunks, w);
+#pragma unroll
+                  for (int s = 0; s < kStored; ++s) g[s] += w[s] * dy;
+                }
+              }
+            }
+            if (kDx && inside) grad_x[offset] = static_cast<scalar_t>(basis.chain(f, g));
+          }
+        }
       }
-#pragma unroll
-      for (int p = 0; p < kNumTaps; ++p) {
-#pragma unroll
-        for (int f = 0; f < kNumFeatures; ++f) grad_weight[p][f] += dy[p] * feature[f];
-      }
-      if (inside) grad_x[offset] = static_cast<scalar_t>(grad);
     }
-    __syncthreads();  // dy_tile is rewritten for the next tile
+    __syncthreads();  // the grad_out tile is rewritten for the next tile
   }
+}
 
-  // Block sum in a fixed order: lanes by warp_reduce_sum, then warps in index order.
-  const int warp = threadIdx.x / kWarpSize;
-  const int lane = threadIdx.x % kWarpSize;
+// partials: (WeightSums<Basis>::kCount, gridDim.x); counter: cleared by the launcher.
+// grad_poly_weight: (9, K).
+//
+// The gradients are gathered by the input positions of the threads' cells: each position's
+// features are evaluated from x, and the taps that reach it (known at compile time from its
+// place in the cell) give dx (a gather over only those taps) and the weight-gradient terms
+// dy * feature. The padding's terms are f(0) times the sums of dy over the taps that read it.
+// Two passes over the block's tiles, each keeping part of the sums in registers (all of them
+// with dx's work would not fit in the 64 registers of half occupancy):
+//  1. dx, the first third of the features ([0, kFirst): x alone for ChebyshevBasis<3> and <4>),
+//     the padding sums and the constant's;
+//  2. the other features.
+// Each pass's block sums go to one partial per block, and the block that finishes last adds the
+// partials in a fixed order (arrive_last): deterministic, one launch.
+template <typename scalar_t, typename opmath_t, typename Basis, int kStride, int kStrip>
+__global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
+    kan_conv2d_backward_kernel(const scalar_t* __restrict__ grad_out,
+                               const scalar_t* __restrict__ x,
+                               const opmath_t* __restrict__ base_weight,
+                               const opmath_t* __restrict__ poly_weight,
+                               scalar_t* __restrict__ grad_x,
+                               opmath_t* __restrict__ grad_base_weight,
+                               opmath_t* __restrict__ grad_poly_weight,
+                               opmath_t* __restrict__ partials, unsigned* __restrict__ counter,
+                               ConvGeometry geo, Basis basis) {
+  using F = Features<opmath_t, Basis::kStored>;
+  using Chunk = typename F::Chunk;
+  using Sums = WeightSums<Basis>;
+  constexpr int kStored = Basis::kStored;
+  // Features of pass 1, which also holds dx's work: about a third of them.
+  constexpr int kFirst = kStored >= 3 ? kStored / 3 : 1;
+  constexpr int kFirstSums = kNumTaps * kFirst + kNumTaps + 1;  // + padding, constant
+  MMRKAN_DYNAMIC_SMEM(unsigned char, smem);  // one type for every instantiation
+  MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kFirstSums]);
+  Chunk* weights = reinterpret_cast<Chunk*>(smem);
+  opmath_t* dy_tile = reinterpret_cast<opmath_t*>(weights + kNumTaps * F::kChunks);
+  load_weights(base_weight, poly_weight, basis, weights);
+  const StripOwner<kStride, kStrip> owner(geo, threadIdx.x);
+  const int64_t blocks = gridDim.x;
+
+  {
+    // Pass 1: sums[0, 9 kFirst) real, then 9 padding, then the constant.
+    opmath_t sums[kFirstSums];
 #pragma unroll
-  for (int p = 0; p < kNumTaps; ++p) {
-#pragma unroll
-    for (int f = 0; f < kNumFeatures; ++f) {
-      const opmath_t sum = warp_reduce_sum(grad_weight[p][f]);
-      if (lane == 0) warp_sums[warp][p * kNumFeatures + f] = sum;
+    for (int k = 0; k < kFirstSums; ++k) sums[k] = opmath_t(0);
+    opmath_t(&real)[kNumTaps * kFirst] = *reinterpret_cast<opmath_t(*)[kNumTaps * kFirst]>(sums);
+    opmath_t(&padding)[kNumTaps] =
+        *reinterpret_cast<opmath_t(*)[kNumTaps]>(sums + kNumTaps * kFirst);
+    backward_pass<true, 0, kFirst, scalar_t, opmath_t>(grad_out, x, grad_x, geo, basis, weights,
+                                                       dy_tile, owner, real, padding,
+                                                       sums[kFirstSums - 1]);
+    const opmath_t total = block_sum(sums, scratch);
+    if (threadIdx.x < kFirstSums) {
+      const int k = threadIdx.x;
+      int row = -1;
+      if (k < kNumTaps * kFirst) {
+        row = k / kFirst * kStored + k % kFirst;
+      } else if (k < kNumTaps * kFirst + kNumTaps) {
+        row = Sums::kPadding + k - kNumTaps * kFirst;
+      } else if (Basis::kConstant) {
+        row = Sums::kConstant;
+      }
+      if (row >= 0) partials[row * blocks + blockIdx.x] = total;
     }
+    __syncthreads();  // scratch is used again
+  }
+  if constexpr (kStored > kFirst) {
+    // Pass 2: the other features.
+    constexpr int kSecond = kStored - kFirst;
+    opmath_t real[kNumTaps * kSecond];
+#pragma unroll
+    for (int k = 0; k < kNumTaps * kSecond; ++k) real[k] = opmath_t(0);
+    opmath_t unused_padding[kNumTaps], unused_constant;
+    backward_pass<false, kFirst, kStored, scalar_t, opmath_t>(
+        grad_out, x, grad_x, geo, basis, weights, dy_tile, owner, real, unused_padding,
+        unused_constant);
+    const opmath_t total = block_sum(real, scratch);
+    if (threadIdx.x < kNumTaps * kSecond) {
+      const int k = threadIdx.x;
+      partials[(k / kSecond * kStored + kFirst + k % kSecond) * blocks + blockIdx.x] = total;
+    }
+  }
+  if (!arrive_last(counter, gridDim.x)) return;
+
+  // The last block: every sum over the blocks in index order, one warp per sum; then
+  // dW[p][s] = real + f_s(0) padding[p].
+  MMRKAN_SHARED_ARRAY(opmath_t, totals, [Sums::kCount]);
+  MMRKAN_SHARED_ARRAY(opmath_t, at_zero, [kStored]);  // the features of the padding
+  const int warp = threadIdx.x / kWarpSize;
+  for (int k = warp; k < Sums::kCount; k += kWarpsPerBlock) {
+    const opmath_t sum = warp_ordered_sum(partials + k * blocks, blocks);
+    if (threadIdx.x % kWarpSize == 0) totals[k] = sum;
+  }
+  if (threadIdx.x == 0) {
+    opmath_t f[kStored];
+    basis.eval(opmath_t(0), f);
+#pragma unroll
+    for (int s = 0; s < kStored; ++s) at_zero[s] = f[s];
   }
   __syncthreads();
-  for (int k = threadIdx.x; k < kNumWeights; k += kThreadsPerBlock) {
-    opmath_t sum = 0;
-#pragma unroll
-    for (int w = 0; w < kWarpsPerBlock; ++w) sum += warp_sums[w][k];
-    partials[static_cast<int64_t>(blockIdx.x) * kNumWeights + k] = sum;
+  const int functions = basis.functions();
+  for (int k = threadIdx.x; k < Sums::kReal; k += kThreadsPerBlock) {
+    const int p = k / kStored;
+    const int s = k % kStored;
+    const opmath_t sum = totals[k] + at_zero[s] * totals[Sums::kPadding + p];
+    if (s == 0) {
+      grad_base_weight[p] = sum;
+    } else if (s < basis.stored()) {
+      grad_poly_weight[p * functions + Basis::poly_column(s)] = sum;
+    }
+  }
+  if (Basis::kConstant && threadIdx.x < kNumTaps) {
+    grad_poly_weight[threadIdx.x * functions] = totals[Sums::kConstant];
   }
 }
 
