@@ -291,3 +291,18 @@ def test_unsupported_kat_star_settings_are_clear_errors(setting, value, message)
     deit = timm_model('tiny', kan=False, depth=1).state_dict()
     with pytest.raises(ValueError, match=f'convert_timm_vit_to_kat: {message}'):
         convert_timm_vit_to_kat(deit, **{setting: value})
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--order', '4', '4'], 'error: --order 4 4 is not supported; allowed: 3 2, 5 4, 7 6'),
+    (['--num-groups', 'ungrouped'], "error: argument --num-groups: 'ungrouped' is not supported; "
+     "allowed: a positive int or 'per_channel'"),
+])
+def test_vit_cli_refuses_unsupported_settings_before_reading(tmp_path, monkeypatch, capsys, args,
+                                                             message):
+    dst = tmp_path / 'kat-star.pth'
+    monkeypatch.setattr(sys, 'argv', ['vit2kat.py', str(tmp_path / 'missing.pth'), str(dst), *args])
+    with pytest.raises(SystemExit) as exit_info:
+        _load_tool('vit2kat').main()
+    assert exit_info.value.code == 2 and not dst.exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)

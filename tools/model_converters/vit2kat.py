@@ -36,11 +36,20 @@ def parse_args() -> argparse.Namespace:
                         f'rationals, one of {", ".join(map(str, RATIONAL_ORDERS))}')
     parser.add_argument('--per-group-numerator', action='store_true',
                         help='one numerator per group (default: one shared numerator)')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if tuple(args.order) not in RATIONAL_ORDERS:
+        parser.error(f'--order {" ".join(map(str, args.order))} is not supported; allowed: '
+                     + ', '.join(' '.join(map(str, order)) for order in RATIONAL_ORDERS))
+    return args
 
 
 def num_groups(text: str):
-    return text if text == PER_CHANNEL else int(text)
+    if text == PER_CHANNEL:
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not supported; allowed: a positive int '
+                                         f'or {PER_CHANNEL!r}')
+    return int(text)
 
 
 def main() -> None:
