@@ -9,6 +9,7 @@ from .throughput import images_per_second
 
 __all__ = [
     'build_baseline', 'RATIONAL_FLOPS_PER_ELEMENT', 'Complexity', 'kan_conv2d_flops_per_output',
-    'model_complexity', 'rational_flops_per_element', 'KANLayers', 'find_kan_layers', 'plot_kan_layers', 'DEFAULT_SHAPES',
+    'model_complexity', 'rational_flops_per_element', 'KANLayers', 'find_kan_layers',
+    'plot_kan_layers', 'DEFAULT_SHAPES',
     'build_task_model', 'synthetic_batch', 'images_per_second'
 ]
