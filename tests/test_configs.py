@@ -1,7 +1,10 @@
 """Every config under configs/ builds, and every training code path trains one iteration on
 generated data on the CPU.
 
-- Configs outside ``configs/rkan`` (demo, KAT, KATDet) each train one iteration.
+- Configs outside ``configs/rkan`` (demo, KAT, KATDet) each train one iteration, except the
+  ViT-S and ViT-B + KAN comparison models (``KAT_NOT_TRAINED``): the code of ViT-T + KAN, which
+  trains, at 50M and 200M parameters; tests/test_paper_rows.py builds them on the meta device,
+  runs them there and checks their counts.
 - ``configs/rkan`` holds the RKAN paper's zoo: ~90 full-size models (up to 146M parameters) on
   six recipes (CIFAR-100, Tiny ImageNet, Food-101, ImageNet, COCO and ADE20K). One iteration of
   each would cost many minutes of CI on 2 cores, and most of them would run no code that another
@@ -23,6 +26,7 @@ generated data on the CPU.
   ``test_each_kind_of_model_trains_through_its_smallest_config`` when a kind's representative
   is not its smallest config (parameters as configs/rkan/metafile.yml states them).
 """
+import copy
 import functools
 import glob
 import os.path as osp
@@ -98,10 +102,13 @@ REPRESENTATIVES = {
         'upernet_rkanet-50_4xb4-160k_ade20k-512x512',
     )
 }
+KAT_NOT_TRAINED = {osp.join(REPO, 'configs', 'kat', f'{name}.py')
+                   for name in ('vit-kan-small_8xb128_in1k', 'vit-kan-base_8xb128_in1k')}
 with open(osp.join(REPO, 'tests', 'data', 'paper_rows.yml')) as f:
-    PAPER_ROW_CONFIGS = {osp.join(REPO, 'configs', 'rkan', f'{row["config"]}.py')
+    PAPER_ROW_CONFIGS = {osp.join(REPO, 'configs', 'kat' if row['table'] == 'KAT ImageNet' else 'rkan',
+                                  f'{row["config"]}.py')
                          for row in yaml.safe_load(f) if row.get('config')}
-TRAINED = [p for p in CONFIGS if p not in ZOO or p in REPRESENTATIVES]
+TRAINED = [p for p in CONFIGS if (p not in ZOO or p in REPRESENTATIVES) and p not in KAT_NOT_TRAINED]
 NOT_TRAINED = [p for p in ZOO if p not in REPRESENTATIVES]
 # tests/test_paper_rows.py builds the paper rows' models on the meta device (and runs them there).
 SHAPE_CHECKED = [p for p in NOT_TRAINED if p not in PAPER_ROW_CONFIGS]
@@ -135,6 +142,19 @@ def classification_roots(tmp_path_factory, shapes_imagenet) -> dict:
 def test_configs_exist():
     assert CONFIGS, 'no configs found under configs/'
     assert REPRESENTATIVES <= set(ZOO), sorted(map(config_id, REPRESENTATIVES - set(ZOO)))
+
+
+def test_untrained_kat_configs_are_paper_rows_of_a_trained_kind():
+    assert KAT_NOT_TRAINED <= PAPER_ROW_CONFIGS, 'tests/test_paper_rows.py must build them'
+
+    def kind(path: str) -> str:  # the drop path rate is a rate, the same code path
+        cfg = copy.deepcopy(load(path))
+        cfg.model.backbone.pop('drop_path_rate', None)
+        return backbone_kind(cfg)
+
+    trained_kinds = {kind(path) for path in TRAINED if osp.dirname(path) == osp.join(REPO, 'configs', 'kat')}
+    untrained = [config_id(path) for path in KAT_NOT_TRAINED if kind(path) not in trained_kinds]
+    assert not untrained, f'no trained config runs the code of {untrained}'
 
 
 @pytest.mark.parametrize('config_path', TRAINED, ids=map(config_id, TRAINED))

@@ -1,4 +1,4 @@
-"""The RKAN paper's tables (tests/data/paper_rows.yml) against the configs that build them.
+"""The RKAN and KAT papers' tables (tests/data/paper_rows.yml) against the configs that build them.
 
 Every row that names a config: its full model is built on the meta device (parameters without
 storage, nothing initialised: ~0.1-2 s instead of seconds and gigabytes), runs a forward pass
@@ -6,7 +6,8 @@ there (shapes), and its parameter count, less the ``extra_params`` that an OpenM
 block adds to the authors' model or that the authors' counting tool leaves out, rounds to the
 printed count; where the row names the module types holding those parameters
 (``extra_modules``), they hold exactly that many. The RKAN settings the paper gives for the row
-are the config's; configs/rkan/metafile.yml states the same count and the paper's result. The
+are the config's (for KAT rows, the backbone settings it states); the config folder's metafile.yml
+states the same count and the paper's result. The
 rows of one table train with one recipe, the paper's for the classification tables, and each
 COCO backbone has the layout of the ImageNet classifier its config loads. Rows without a config say why (``pending``), and the README lists
 them, as it lists the rows built with extra parameters. One-iteration training of these configs:
@@ -14,9 +15,10 @@ tests/test_configs.py.
 """
 import functools
 import inspect
+import json
 import os.path as osp
 import re
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 import torch
@@ -25,6 +27,7 @@ from torch import nn
 from mmengine.config import Config
 
 from mmrkan.models.backbones.rkan import RKAN
+from mmrkan.registry import task_registry
 from mmrkan.testing.zoo import build_model_on_meta, cached_package_configs, recipe_key
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -32,16 +35,19 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 pytestmark = pytest.mark.filterwarnings('ignore:mmrkan._ext has no meta kernels')
 with open(osp.join(REPO, 'tests', 'data', 'paper_rows.yml')) as f:
     ROWS: List[dict] = yaml.safe_load(f)
-TABLES = ('CIFAR-100', 'Tiny ImageNet', 'ImageNet', 'COCO')
+TABLES = ('CIFAR-100', 'Tiny ImageNet', 'ImageNet', 'COCO', 'KAT ImageNet')
+# The config folder of each paper's rows, and the decimals of its counts (millions).
+KAT_TABLES = ('KAT ImageNet', )
 RKAN_SETTINGS = ('basis', 'reduce_factor', 'expansion', 'stages')
 KEYS = {'table', 'model', 'params_m', 'config', 'pending', 'extra_params', 'extra_reason', 'extra_modules',
-        'paper_top1', 'paper_box_ap', 'paper_mask_ap', *RKAN_SETTINGS}
+        'paper_top1', 'paper_box_ap', 'paper_mask_ap', 'backbone', *RKAN_SETTINGS}
 # The paper's classification recipe: SGD with Nesterov momentum 0.9, lr 0.05 for its batch of 128
 # raised linearly from 0.005 over 10 epochs then cosine, torchvision's RandAugment(2, 9), MixUp
 # (alpha 0.2, p 0.3) and CutMix (p 0.5); per table, the epochs and the weight decay.
 PAPER_RECIPES = {'CIFAR-100': (200, 5e-4), 'Tiny ImageNet': (200, 5e-4), 'ImageNet': (100, 1e-4)}
 BUILT = [row for row in ROWS if row.get('config')]
 COCO = [row for row in BUILT if row['table'] == 'COCO']
+KAT_ROWS = [row for row in BUILT if row['table'] in KAT_TABLES]
 
 
 def row_id(row: dict) -> str:
@@ -49,19 +55,27 @@ def row_id(row: dict) -> str:
     return f'{row["table"]}: {row["model"]}{basis}'
 
 
-def config_path(name: str) -> str:
-    return osp.join(REPO, 'configs', 'rkan', f'{name}.py')
+def config_folder(table: str) -> str:
+    return 'kat' if table in KAT_TABLES else 'rkan'
+
+
+def count_decimals(table: str) -> int:
+    return 1 if table in KAT_TABLES else 2
+
+
+def config_path(name: str, table: str = 'ImageNet') -> str:
+    return osp.join(REPO, 'configs', config_folder(table), f'{name}.py')
 
 
 @functools.lru_cache(maxsize=None)
-def load(name: str) -> Config:
+def load(name: str, table: str = 'ImageNet') -> Config:
     with cached_package_configs():
-        return Config.fromfile(config_path(name))
+        return Config.fromfile(config_path(name, table))
 
 
 @functools.lru_cache(maxsize=None)
-def metafile_entries() -> Dict[str, dict]:
-    with open(osp.join(REPO, 'configs', 'rkan', 'metafile.yml')) as f:
+def metafile_entries(folder: str) -> Dict[str, dict]:
+    with open(osp.join(REPO, 'configs', folder, 'metafile.yml')) as f:
         return {entry['Name']: entry for entry in yaml.safe_load(f)['Models']}
 
 
@@ -86,10 +100,16 @@ def test_rows_are_well_formed():
         seen.add(name)
         if row['table'] == 'COCO':
             assert row['params_m'] is None, f'{name}: the COCO table prints no counts'
-        else:
+        elif row['table'] not in KAT_TABLES or row['params_m'] is not None:
+            # The KAT paper prints no counts for its ablation rows.
             assert isinstance(row['params_m'], float) and row['params_m'] > 0, name
+        assert ('backbone' in row) <= (row['table'] in KAT_TABLES), f'{name}: backbone settings are for KAT rows'
+        if row['table'] in KAT_TABLES and row.get('config'):
+            assert 'backbone' in row, f'{name}: a KAT row states the backbone settings the paper gives it'
         if row.get('config'):
-            assert osp.isfile(config_path(row['config'])), f'{name}: no configs/rkan/{row["config"]}.py'
+            folder = config_folder(row['table'])
+            assert osp.isfile(config_path(row['config'], row['table'])), \
+                f'{name}: no configs/{folder}/{row["config"]}.py'
             assert 'pending' not in row, f'{name}: a row with a config is not pending'
         else:
             assert row.get('pending'), f'{name} has no config: say why in `pending`'
@@ -105,7 +125,7 @@ def test_rows_are_well_formed():
 
 @pytest.mark.parametrize('row', BUILT, ids=map(row_id, BUILT))
 def test_row_builds_with_the_papers_count(row):
-    cfg = load(row['config'])
+    cfg = load(row['config'], row['table'])
     model = build_model_on_meta(cfg).eval()
     count = sum(p.numel() for p in model.parameters())
     inputs = torch.empty(1, 3, 224, 224, device='meta')
@@ -126,9 +146,9 @@ def test_row_builds_with_the_papers_count(row):
             f'{row_id(row)}: its {row["extra_modules"]} modules hold {held:,} parameters, not extra_params'
     if row['params_m'] is not None:
         paper_count = count - row.get('extra_params', 0)
-        assert round(paper_count / 1e6, 2) == row['params_m'], \
+        assert round(paper_count / 1e6, count_decimals(row['table'])) == row['params_m'], \
             f'{row_id(row)}: {paper_count:,} parameters (less extra_params), the paper prints {row["params_m"]}M'
-    entry = metafile_entries()[row['config']]
+    entry = metafile_entries(config_folder(row['table']))[row['config']]
     assert entry['Metadata']['Parameters'] == count, f'{row["config"]}: metafile.yml states another count'
     results = {f'{metric} (paper)': row[key] for key, metric in (
         ('paper_top1', 'Top 1 Accuracy'), ('paper_box_ap', 'box AP'), ('paper_mask_ap', 'mask AP')) if key in row}
@@ -138,7 +158,7 @@ def test_row_builds_with_the_papers_count(row):
 
 @pytest.mark.parametrize('row', BUILT, ids=map(row_id, BUILT))
 def test_row_has_the_papers_rkan_settings(row):
-    settings = rkan_settings(load(row['config']))
+    settings = rkan_settings(load(row['config'], row['table']))
     if not row['model'].startswith('RKAN'):
         assert settings is None, f'{row_id(row)} is a baseline, but its config wraps the backbone in RKAN'
         return
@@ -148,12 +168,27 @@ def test_row_has_the_papers_rkan_settings(row):
             assert settings[name] == row[name], f'{row_id(row)}: {name}={settings[name]!r}, the paper: {row[name]!r}'
 
 
+def plain(value: Any) -> Any:
+    """Config values as YAML writes them (tuples as lists)."""
+    return json.loads(json.dumps(value.to_dict() if hasattr(value, 'to_dict') else value))
+
+
+@pytest.mark.parametrize('row', KAT_ROWS, ids=map(row_id, KAT_ROWS))
+def test_kat_row_has_the_papers_backbone_settings(row):
+    backbone = load(row['config'], row['table']).model.backbone
+    defaults = {name: p.default for name, p in inspect.signature(
+        task_registry('mmpretrain').get(backbone.type)).parameters.items()}
+    for name, value in row['backbone'].items():
+        stated = backbone.type if name == 'type' else backbone.get(name, defaults.get(name))
+        assert plain(stated) == value, f'{row_id(row)}: {name}={stated!r}, the paper: {value!r}'
+
+
 @pytest.mark.parametrize('table', TABLES)
 def test_the_rows_of_a_table_train_with_one_recipe(table):
     recipes = {}
     for row in BUILT:
         if row['table'] == table:
-            recipes.setdefault(recipe_key(load(row['config'])), []).append(row['config'])
+            recipes.setdefault(recipe_key(load(row['config'], table)), []).append(row['config'])
     assert len(recipes) == 1, f'{table}: the configs differ in their recipe: {list(recipes.values())}'
 
 

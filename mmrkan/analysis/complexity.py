@@ -16,6 +16,8 @@ Group-rational activation, per element, as the kernels evaluate it
 
 (``|b_k|`` is computed once per group.) Counting multiplies and adds separately instead gives
 20 per element; that would weigh the rationals twice as heavily against the linears as they are.
+Other orders ``(m, n)`` count the same way, ``m + n + 2`` per element
+(:func:`rational_flops_per_element`): 7 for (3, 2), 15 for (7, 6).
 
 Chebyshev KAN convolution of degree ``D`` (RKAN), per output element, 9 taps of::
 
@@ -93,8 +95,18 @@ def kan_conv2d_flops_per_output(num_functions: int,
     return 9 * (base + normalize + recursion + num_functions)
 
 
+def rational_flops_per_element(order: Tuple[int, int] = (5, 4)) -> int:
+    """FLOPs of one element of the group-rational activation of order ``(m, n)``: ``m`` and
+    ``n`` Horner multiply-adds, ``|x|`` and the division."""
+    m, n = order
+    return m + n + 2
+
+
 def _group_rational_flop_jit(inputs: List[Any], outputs: List[Any]) -> Counter:
-    return Counter(group_rational=RATIONAL_FLOPS_PER_ELEMENT * math.prod(get_shape(outputs[0])))
+    # Inputs of mmrkan::group_rational_forward: x, numerator (., m + 1), denominator (g, n).
+    order = get_shape(inputs[1])[-1] - 1, get_shape(inputs[2])[-1]
+    return Counter(group_rational=rational_flops_per_element(order) *
+                   math.prod(get_shape(outputs[0])))
 
 
 def _kan_conv2d_flop_jit(inputs: List[Any], outputs: List[Any]) -> Counter:

@@ -64,7 +64,10 @@ RATIONAL_INITS = {
         ]),
     },
 }
-RATIONAL_INIT_NAMES = ('identity', 'swish', 'gelu')
+# Inits with fixed coefficients, and 'random': Xavier-uniform coefficients (the KAT paper's
+# Table 8 "random (Xavier)"; the authors' code has no random mode, see docs/ops.md).
+FITTED_INIT_NAMES = ('identity', 'swish', 'gelu')
+RATIONAL_INIT_NAMES = FITTED_INIT_NAMES + ('random', )
 
 
 def rational_order(numerator: torch.Tensor, denominator: torch.Tensor) -> Tuple[int, int]:
@@ -72,14 +75,24 @@ def rational_order(numerator: torch.Tensor, denominator: torch.Tensor) -> Tuple[
     return numerator.shape[-1] - 1, denominator.shape[-1]
 
 
-def check_order(owner: str, order) -> Tuple[int, int]:
-    """``order`` as a tuple, or a ValueError naming the value and the supported orders."""
+def check_order(owner: str, order, setting: str = 'order') -> Tuple[int, int]:
+    """``order`` as a tuple, or a ValueError naming the setting, the value and the supported
+    orders."""
     if (not isinstance(order, (tuple, list)) or len(order) != 2
             or tuple(order) not in RATIONAL_ORDERS):
-        raise ValueError(f'{owner}: order={order!r} is not supported; allowed: '
+        raise ValueError(f'{owner}: {setting}={order!r} is not supported; allowed: '
                          f'{", ".join(map(str, RATIONAL_ORDERS))} (numerator degree m, '
                          'denominator degree n)')
     return tuple(order)
+
+
+def check_init(owner: str, init, setting: str = 'init',
+               allowed: Sequence[str] = RATIONAL_INIT_NAMES) -> str:
+    """``init``, or a ValueError naming the setting, the value and the allowed inits."""
+    if init not in allowed:
+        raise ValueError(f'{owner}: {setting}={init!r} is not supported; allowed: '
+                         f'{tuple(allowed)}')
+    return init
 
 
 def group_rational(x: torch.Tensor, numerator: torch.Tensor,
@@ -134,38 +147,66 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor,
 class GroupRational(nn.Module):
     """Group-rational activation on tokens-last tensors ``(..., C)``.
 
-    Stores ``weight_numerator (1, m + 1)`` (shared) and ``weight_denominator (g, n)`` (per
-    group), the names and shapes of the official KAT checkpoints (order (5, 4): ``(1, 6)`` and
-    ``(g, 4)``).
+    Stores ``weight_numerator (1, m + 1)`` (shared, the official KAT checkpoints' layout) or
+    ``(g, m + 1)`` (``per_group_numerator=True``) and ``weight_denominator (g, n)`` (per group):
+    for the order (5, 4), ``(1, 6)`` and ``(g, 4)`` as in the official checkpoints.
 
     Args:
         num_groups: channel groups ``g``; must divide the channels of the input.
-        init: initial function, one of ``identity``, ``swish``, ``gelu``.
+        init: the function the rational starts as: ``'identity'``, ``'swish'``, ``'gelu'``
+            (coefficients fitted for each order, ``RATIONAL_INITS``), or ``'random'``: every
+            coefficient tensor drawn Xavier-uniform (``nn.init.xavier_uniform_``, gain 1, fans
+            from its stored shape), the KAT paper's "random (Xavier)" initialisation.
         order: ``(m, n)``, numerator and denominator degrees: ``(3, 2)``, ``(5, 4)`` (the
             KAT models) or ``(7, 6)`` (the KAT paper's order ablation).
+        per_group_numerator: give each group its own numerator (``(g, m + 1)``) instead of one
+            shared by all groups (``(1, m + 1)``, the released KAT models).
     """
 
     def __init__(self,
                  num_groups: int = 8,
                  init: str = 'swish',
-                 order: Sequence[int] = DEFAULT_ORDER) -> None:
+                 order: Sequence[int] = DEFAULT_ORDER,
+                 per_group_numerator: bool = False) -> None:
         super().__init__()
+        owner = type(self).__name__
         if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
-            raise ValueError(f'GroupRational: num_groups={num_groups!r} must be a positive int')
-        order = check_order('GroupRational', order)
-        if init not in RATIONAL_INIT_NAMES:
-            raise ValueError(f'GroupRational: init={init!r} is not supported; allowed: '
-                             f'{RATIONAL_INIT_NAMES}')
+            raise ValueError(f'{owner}: num_groups={num_groups!r} must be a positive int')
+        self.order = check_order(owner, order)
+        self.init = check_init(owner, init, allowed=self.init_names())
         self.num_groups = num_groups
-        self.init = init
-        self.order = order
-        numerator, denominator = RATIONAL_INITS[order][init]
-        self.weight_numerator = nn.Parameter(torch.tensor([numerator]))
-        self.weight_denominator = nn.Parameter(torch.tensor([denominator]).repeat(num_groups, 1))
+        self.per_group_numerator = bool(per_group_numerator)
+        m, n = self.order
+        self.weight_numerator = nn.Parameter(
+            torch.empty(num_groups if per_group_numerator else 1, m + 1))
+        self.weight_denominator = nn.Parameter(torch.empty(num_groups, n))
+        self.reset_parameters()
+
+    @classmethod
+    def init_names(cls) -> Tuple[str, ...]:
+        """The values ``init`` takes."""
+        return RATIONAL_INIT_NAMES
+
+    def initial_coefficients(self) -> Tuple[Sequence[float], Sequence[float]]:
+        """The (numerator, denominator) coefficients of a fitted ``init`` at this order."""
+        return RATIONAL_INITS[self.order][self.init]
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Set the coefficients to ``init`` (every group the same, or a random draw)."""
+        if self.init == 'random':
+            nn.init.xavier_uniform_(self.weight_numerator)
+            nn.init.xavier_uniform_(self.weight_denominator)
+            return
+        for param, values in zip((self.weight_numerator, self.weight_denominator),
+                                 self.initial_coefficients()):
+            param.copy_(torch.tensor(values, dtype=param.dtype).expand_as(param))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return group_rational(x, self.weight_numerator, self.weight_denominator)
 
     def extra_repr(self) -> str:
         text = f'num_groups={self.num_groups}, init={self.init!r}'
-        return text if self.order == DEFAULT_ORDER else f'{text}, order={self.order}'
+        if self.order != DEFAULT_ORDER:
+            text += f', order={self.order}'
+        return text + (', per_group_numerator=True' if self.per_group_numerator else '')

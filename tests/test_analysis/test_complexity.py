@@ -10,7 +10,8 @@ from mmengine.config import Config
 from torch import nn
 
 from mmrkan.analysis import (RATIONAL_FLOPS_PER_ELEMENT, build_task_model,
-                             kan_conv2d_flops_per_output, model_complexity)
+                             kan_conv2d_flops_per_output, model_complexity,
+                             rational_flops_per_element)
 from mmrkan.ops import GroupRational, KANConv2d
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -58,6 +59,14 @@ def test_group_rational_flops_in_the_kat_demo_classifier():
     assert complexity.flops - mmengine_flops(model, inputs) == rational_flops
     assert complexity.params == sum(p.numel() for p in model.parameters())
     assert 'mmrkan::group_rational_forward' not in complexity.uncounted_ops
+
+
+@pytest.mark.parametrize('order, per_element', [((3, 2), 7), ((5, 4), 11), ((7, 6), 15)])
+def test_group_rational_flops_follow_the_order(order, per_element):
+    assert rational_flops_per_element(order) == per_element
+    model = nn.Sequential(GroupRational(4, init='random', order=order, per_group_numerator=True))
+    complexity = model_complexity(model, (torch.randn(2, 5, 8), ))
+    assert complexity.flops_by_operator['group_rational'] == per_element * 2 * 5 * 8
 
 
 class TwoKANConvs(nn.Module):

@@ -1,4 +1,6 @@
 """Group-rational activation: kernels vs the reference, gradients, errors, module, registry."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -349,3 +351,36 @@ def test_cuda_other_orders_run_the_reference(order, cuda_kernel):
     with pytest.warns(UserWarning, match=f'order {order} runs the slow PyTorch reference'):
         out = group_rational(x, numerator, denominator)
     torch.testing.assert_close(out, group_rational_reference(x, numerator, denominator))
+
+
+@pytest.mark.parametrize('order', RATIONAL_ORDERS)
+@pytest.mark.parametrize('per_group_numerator', [False, True])
+def test_random_init_draws_xavier_uniform_coefficients(order, per_group_numerator):
+    m, n = order
+    torch.manual_seed(0)
+    module = GroupRational(num_groups=16, init='random', order=order,
+                           per_group_numerator=per_group_numerator)
+    numerator_rows = 16 if per_group_numerator else 1
+    for param, (rows, cols) in ((module.weight_numerator, (numerator_rows, m + 1)),
+                                (module.weight_denominator, (16, n))):
+        assert param.shape == (rows, cols)
+        bound = math.sqrt(6 / (rows + cols))  # xavier_uniform_, gain 1, fans from the shape
+        assert param.abs().max() <= bound and param.abs().max() > bound / 2
+    assert len(module.weight_denominator.unique()) == module.weight_denominator.numel()
+    assert not torch.equal(module.weight_denominator,
+                           GroupRational(16, init='random', order=order).weight_denominator)
+
+
+@pytest.mark.parametrize('init', ['identity', 'swish', 'gelu'])
+def test_per_group_numerators_start_equal_and_compute_the_shared_rational(init, cpu_kernel):
+    shared = GroupRational(num_groups=4, init=init, order=(3, 2))
+    per_group = GroupRational(num_groups=4, init=init, order=(3, 2), per_group_numerator=True)
+    assert per_group.weight_numerator.shape == (4, 4)
+    torch.testing.assert_close(per_group.weight_numerator, shared.weight_numerator.expand(4, -1))
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(per_group(x), shared(x))
+    with torch.no_grad():
+        per_group.weight_numerator[2].mul_(2)  # groups own their numerators: only group 2 moves
+    changed = (per_group(x) != shared(x)).any(0)
+    assert changed.tolist() == [False] * 4 + [True] * 2 + [False] * 2
+    assert 'per_group_numerator=True' in repr(per_group) and 'per_group' not in repr(shared)

@@ -3,6 +3,7 @@
 The "official" checkpoints here are random timm models of the official layout: timm's
 ``VisionTransformer`` whose ``mlp_layer`` is a GR-KAN made from mmrkan's ``GroupRational``.
 """
+import functools
 import importlib.util
 import os.path as osp
 import sys
@@ -17,7 +18,7 @@ from torch import nn
 
 from mmrkan.models.backbones import KAT, KATDet
 from mmrkan.models.backbones.kat_checkpoint import (convert_timm_kat, convert_timm_vit_to_kat,
-                                                    load_timm_state_dict)
+                                                    load_timm_state_dict, rational_settings)
 from mmrkan.ops import GroupRational
 from mmrkan.registry import task_registry
 from mmrkan.testing.tools import run_script
@@ -30,12 +31,13 @@ class TimmLayoutGRKAN(nn.Module):
     """The official KAT mixer as a timm ``mlp_layer``: act1, drop1, fc1, act2, drop2, fc2."""
 
     def __init__(self, in_features: int, hidden_features: int, bias: bool = True,
-                 drop: float = 0., **kwargs) -> None:
+                 drop: float = 0., groups=(8, 8), order=(5, 4), per_group_numerator=False,
+                 **kwargs) -> None:
         super().__init__()
-        self.act1 = GroupRational(8, init='identity')
+        self.act1 = GroupRational(groups[0], 'identity', order, per_group_numerator)
         self.drop1 = nn.Dropout(drop)
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
-        self.act2 = GroupRational(8, init='swish')
+        self.act2 = GroupRational(groups[1], 'swish', order, per_group_numerator)
         self.drop2 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_features, in_features, bias=bias)
 
@@ -43,11 +45,13 @@ class TimmLayoutGRKAN(nn.Module):
         return self.fc2(self.drop2(self.act2(self.fc1(self.drop1(self.act1(x))))))
 
 
-def timm_model(arch: str, kan: bool, num_classes: int = 1000, depth: int = 12) -> nn.Module:
-    """A random timm-layout KAT (``kan=True``) or DeiT of ``arch``, every parameter perturbed."""
+def timm_model(arch: str, kan: bool, num_classes: int = 1000, depth: int = 12,
+               **rationals) -> nn.Module:
+    """A random timm-layout KAT (``kan=True``) or DeiT of ``arch``, every parameter perturbed;
+    ``rationals``: the mixer's ``groups`` (of act1, act2), ``order``, ``per_group_numerator``."""
     torch.manual_seed(0)
     dims, heads = ARCHS[arch]
-    mlp = dict(mlp_layer=TimmLayoutGRKAN) if kan else {}
+    mlp = dict(mlp_layer=functools.partial(TimmLayoutGRKAN, **rationals)) if kan else {}
     model = TimmViT(embed_dim=dims, depth=depth, num_heads=heads, num_classes=num_classes,
                     **mlp).eval()
     with torch.no_grad():
@@ -56,12 +60,16 @@ def timm_model(arch: str, kan: bool, num_classes: int = 1000, depth: int = 12) -
     return model
 
 
-def mmpretrain_classifier(arch: str, act_init: str = 'swish') -> nn.Module:
+def mmpretrain_classifier(arch: str, act_init: str = 'swish', depth: int = 12,
+                          **backbone) -> nn.Module:
     init_default_scope('mmpretrain')
+    dims, heads = ARCHS[arch]
     return task_registry('mmpretrain').build(
         dict(
             type='ImageClassifier',
-            backbone=dict(type='KAT', arch=arch, act_init=act_init),
+            backbone=dict(type='KAT', act_init=act_init, **backbone,
+                          arch=dict(embed_dims=dims, num_layers=depth, num_heads=heads,
+                                    feedforward_channels=4 * dims)),
             head=dict(type='VisionTransformerClsHead', num_classes=1000,
                       in_channels=ARCHS[arch][0]))).eval()
 
@@ -206,3 +214,95 @@ def test_the_converters_classification_output_in_a_segmentation_config_names_the
     assert error.endswith('. It was converted with --task classification; this mmseg config needs --task '
                           'segmentation: python tools/model_converters/kat_timm2mmrkan.py kat_tiny_patch16_224.pth '
                           f'{dst} --task segmentation'), error
+
+
+@pytest.mark.parametrize('rationals, settings', [
+    (dict(), dict(num_groups=8, rational_order=(5, 4), per_group_numerator=False)),
+    # The authors' KAT_1DGroup: one numerator per group.
+    (dict(groups=(4, 4), order=(3, 2), per_group_numerator=True),
+     dict(num_groups=4, rational_order=(3, 2), per_group_numerator=True)),
+    (dict(groups=(192, 768), order=(7, 6), per_group_numerator=True),
+     dict(num_groups='per_channel', rational_order=(7, 6), per_group_numerator=True)),
+], ids=['released', 'per-group-order3-2', 'per-channel-order7-6'])
+def test_kats_of_other_rational_settings_convert_with_the_settings_they_need(rationals, settings):
+    official = timm_model('tiny', kan=True, depth=2, **rationals)
+    state_dict = official.state_dict()
+    assert rational_settings(state_dict) == settings
+    ours = mmpretrain_classifier('tiny', depth=2, **settings)
+    ours.load_state_dict(convert_timm_kat(state_dict))  # strict: every shape fits
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, mode='tensor'), official(x), rtol=1e-5, atol=1e-5)
+
+
+def test_rationals_of_no_single_kat_setting_are_clear_errors():
+    mixed = timm_model('tiny', kan=True, depth=2).state_dict()
+    mixed['blocks.1.mlp.act1.weight_denominator'] = torch.zeros(4, 4)
+    with pytest.raises(ValueError, match='differ between blocks'):
+        convert_timm_kat(mixed)
+    two_counts = timm_model('tiny', kan=True, depth=1, groups=(8, 4)).state_dict()
+    with pytest.raises(ValueError, match='8 and 4 groups'):
+        convert_timm_kat(two_counts)
+    bad_order = timm_model('tiny', kan=True, depth=1).state_dict()
+    bad_order['blocks.0.mlp.act2.weight_numerator'] = torch.zeros(1, 5)
+    with pytest.raises(ValueError, match=r'blocks.0.mlp.act2: numerator \(1, 5\) and denominator '
+                       r'\(8, 4\) are not the coefficients of a group-rational on 768 channels'):
+        convert_timm_kat(bad_order)
+
+
+def test_vit_cli_writes_kat_star_checkpoints_of_other_rational_settings(tmp_path, monkeypatch):
+    src, dst = str(tmp_path / 'deit.pth'), str(tmp_path / 'kat-star.pth')
+    torch.save({'model': timm_model('tiny', kan=False, depth=2).state_dict()}, src)
+    monkeypatch.setattr(sys, 'argv', ['vit2kat.py', src, dst, '--num-groups', 'per_channel',
+                                      '--order', '7', '6', '--per-group-numerator'])
+    _load_tool('vit2kat').main()
+    checkpoint = torch.load(dst, weights_only=True)
+    assert {key: checkpoint['meta'][key] for key in
+            ('num_groups', 'rational_order', 'per_group_numerator')} == dict(
+                num_groups='per_channel', rational_order=(7, 6), per_group_numerator=True)
+    kat = mmpretrain_classifier('tiny', act_init='gelu', depth=2, num_groups='per_channel',
+                                rational_order=(7, 6), per_group_numerator=True)
+    kat.load_state_dict(checkpoint['state_dict'])  # strict
+    rational2 = checkpoint['state_dict']['backbone.layers.1.kan.rational2.weight_numerator']
+    assert rational2.shape == (768, 8)
+    torch.testing.assert_close(rational2, GroupRational(1, 'gelu', (7, 6)).weight_numerator.detach()
+                               .expand(768, -1))
+
+
+def test_kat_cli_stores_the_settings_the_checkpoint_needs(tmp_path, monkeypatch, capsys):
+    src, dst = str(tmp_path / 'kat.pth'), str(tmp_path / 'kat-mm.pth')
+    torch.save(timm_model('tiny', kan=True, depth=1, groups=(4, 4), per_group_numerator=True)
+               .state_dict(), src)
+    monkeypatch.setattr(sys, 'argv', ['kat_timm2mmrkan.py', src, dst])
+    _load_tool('kat_timm2mmrkan').main()
+    assert torch.load(dst, weights_only=True)['meta']['backbone_settings'] == dict(
+        num_groups=4, rational_order=(5, 4), per_group_numerator=True)
+    assert ('num_groups=4, rational_order=(5, 4), per_group_numerator=True'
+            in capsys.readouterr().out)
+
+
+@pytest.mark.parametrize('setting, value, message', [
+    ('rational_order', (4, 4), r"rational_order=\(4, 4\) is not supported; allowed: \(3, 2\)"),
+    ('num_groups', 5, r'embed_dims=192 must be divisible by num_groups=5'),
+    ('num_groups', 'grouped', r"num_groups='grouped' is not supported; allowed: a positive int"),
+    ('act_init', 'tanh', r"act_init='tanh' is not supported; allowed: \('identity'"),
+])
+def test_unsupported_kat_star_settings_are_clear_errors(setting, value, message):
+    deit = timm_model('tiny', kan=False, depth=1).state_dict()
+    with pytest.raises(ValueError, match=f'convert_timm_vit_to_kat: {message}'):
+        convert_timm_vit_to_kat(deit, **{setting: value})
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--order', '4', '4'], 'error: --order 4 4 is not supported; allowed: 3 2, 5 4, 7 6'),
+    (['--num-groups', 'ungrouped'], "error: argument --num-groups: 'ungrouped' is not supported; "
+     "allowed: a positive int or 'per_channel'"),
+])
+def test_vit_cli_refuses_unsupported_settings_before_reading(tmp_path, monkeypatch, capsys, args,
+                                                             message):
+    dst = tmp_path / 'kat-star.pth'
+    monkeypatch.setattr(sys, 'argv', ['vit2kat.py', str(tmp_path / 'missing.pth'), str(dst), *args])
+    with pytest.raises(SystemExit) as exit_info:
+        _load_tool('vit2kat').main()
+    assert exit_info.value.code == 2 and not dst.exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)

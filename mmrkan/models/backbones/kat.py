@@ -20,6 +20,7 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import build_norm_layer, resize_pos_embed, to_2tuple
 from torch import nn
 
+from mmrkan.ops.group_rational import DEFAULT_ORDER
 from mmrkan.registry import register_model
 from ..layers.kat_block import KATBlock
 from .pretrained import pretrained_init_cfg
@@ -82,9 +83,17 @@ class KAT(VisionTransformer):
             list of ``num_layers`` dicts (e.g. ``window_size``).
         pre_norm: normalise the tokens before the first block (after the position embedding);
             the patch embedding then has no bias, as in mmpretrain (CLIP).
-        num_groups: channel groups of the GR-KAN rationals.
+        num_groups: channel groups of the GR-KAN rationals (default 8); ``'per_channel'``: one
+            rational per channel (the KAT paper's ungrouped ablation).
         act_init: initial function of each mixer's second rational: ``'swish'`` (default, the
-            released KAT models) or ``'gelu'`` (KAT* initialised from a ViT/DeiT).
+            released KAT models), ``'gelu'`` (KAT* initialised from a ViT/DeiT), ``'identity'``
+            or ``'random'`` (Xavier-uniform coefficients; the paper's initialisation ablation).
+        rational1_init: initial function of each mixer's first rational: ``'identity'``
+            (default, the released models) or another init of ``act_init``.
+        rational_order: ``(m, n)`` of every rational: ``(5, 4)`` (default), ``(3, 2)`` or
+            ``(7, 6)`` (the paper's order ablation).
+        per_group_numerator: one numerator per group in every rational, instead of one shared
+            by the groups of a rational (the released models).
         variance_preserving_init: variance-preserving initialisation of the mixers' linears
             (see :class:`~mmrkan.models.layers.GRKAN`); off by default.
         embed_dims, num_layers, num_heads, mlp_ratio: mmseg's architecture arguments, instead of
@@ -158,9 +167,12 @@ class KAT(VisionTransformer):
                  patch_cfg: dict = dict(),
                  layer_cfgs: Union[dict, Sequence[dict]] = dict(),
                  pre_norm: bool = False,
-                 num_groups: int = 8,
+                 num_groups: Union[int, str] = 8,
                  act_init: Optional[str] = None,
                  variance_preserving_init: bool = False,
+                 rational1_init: str = 'identity',
+                 rational_order: Sequence[int] = DEFAULT_ORDER,
+                 per_group_numerator: bool = False,
                  embed_dims: Optional[int] = None,
                  num_layers: Optional[int] = None,
                  num_heads: Optional[int] = None,
@@ -276,7 +288,10 @@ class KAT(VisionTransformer):
                 drop_path_rate=float(drop_path_rates[i]),
                 qkv_bias=qkv_bias,
                 norm_cfg=norm_cfg,
-                variance_preserving_init=variance_preserving_init)
+                variance_preserving_init=variance_preserving_init,
+                rational_order=rational_order,
+                rational1_init=rational1_init,
+                per_group_numerator=per_group_numerator)
             layer_cfg.update(layer_cfgs[i])
             needs_grid = layer_cfg.get('window_size', 0) > 0 or layer_cfg.get('rel_pos_size')
             if needs_grid and with_cls_token:
@@ -448,8 +463,9 @@ class KATDet(KAT):
         use_rel_pos: add decomposed relative positions to every block's attention.
         out_indices: blocks whose outputs are returned.
         drop_path_rate: stochastic depth of the last block.
-        **kwargs: other :class:`KAT` arguments (``num_groups``, ``act_init``, ``frozen_stages``,
-            ``norm_cfg``, ``init_cfg``, ...).
+        **kwargs: other :class:`KAT` arguments (``num_groups``, ``act_init``,
+            ``rational_order``, ``per_group_numerator``, ``frozen_stages``, ``norm_cfg``,
+            ``init_cfg``, ...).
     """
 
     def __init__(self,

@@ -11,15 +11,21 @@ state dicts load, with no missing or unexpected key, into:
 - ``'detection'``: a :class:`KATDet` backbone (no class token, no final norm), likewise.
 
 Position embeddings keep the checkpoint's grid; the backbones resize them when loading.
+The rationals keep their shapes: :func:`rational_settings` reads from them the ``num_groups``,
+``rational_order`` and ``per_group_numerator`` the receiving KAT must be built with (the
+released models: 8, (5, 4), shared numerators; the authors' ``KAT_1DGroup`` has per-group
+numerators).
 """
 import re
 from collections import OrderedDict
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Sequence, Union
 
 import torch
 
 from mmrkan.engine import safe_torch_load
+from mmrkan.models.layers.gr_kan import PER_CHANNEL, rational_groups
 from mmrkan.ops import GroupRational
+from mmrkan.ops.group_rational import DEFAULT_ORDER, RATIONAL_ORDERS, check_init, check_order
 
 TASKS = ('classification', 'segmentation', 'detection')
 
@@ -49,46 +55,113 @@ def convert_timm_kat(state_dict: Dict[str, torch.Tensor],
                      task: str = 'classification') -> 'OrderedDict[str, torch.Tensor]':
     """Convert an official (timm-layout) KAT state dict to mmrkan's layout for ``task``.
 
+    The rationals keep their shapes (a per-group numerator stays per group); build the
+    receiving KAT with the settings :func:`rational_settings` reads from them.
+
     Raises:
         ValueError: ``task`` is unknown, or ``state_dict`` is not a timm-layout KAT (e.g. a
             ViT/DeiT, a distilled model, or an already converted mmrkan checkpoint), naming the
-            keys that are missing or unexpected.
+            keys that are missing or unexpected, or its rationals are not those of one KAT
+            setting (:func:`rational_settings`).
     """
     _check_task(task)
     _check_keys(state_dict, 'a timm-layout KAT', with_rationals=True,
                 need_head=task == 'classification',
                 hint='for a ViT/DeiT checkpoint use convert_timm_vit_to_kat')
+    rational_settings(state_dict)
     return _to_mmrkan(state_dict, task)
+
+
+def rational_settings(state_dict: Dict[str, torch.Tensor]) -> Dict[str, object]:
+    """The KAT settings the rationals of a timm-layout KAT state dict were built with.
+
+    Returns:
+        ``dict(num_groups=..., rational_order=(m, n), per_group_numerator=...)``, the
+        :class:`KAT` arguments that give the same shapes; ``num_groups='per_channel'`` when every
+        rational has one group per channel.
+
+    Raises:
+        ValueError: the rationals' shapes are not those of one such setting (the blocks differ,
+            an unsupported order, numerators of neither ``(1, m + 1)`` nor ``(g, m + 1)``).
+    """
+    settings = set()
+    for i in _block_indices(state_dict):
+        block = f'blocks.{i}.mlp.'
+        hidden, dims = state_dict[block + 'fc1.weight'].shape
+        groups, orders, per_group = [], set(), set()
+        for act, channels in (('act1', dims), ('act2', hidden)):
+            numerator = tuple(state_dict[f'{block}{act}.weight_numerator'].shape)
+            denominator = tuple(state_dict[f'{block}{act}.weight_denominator'].shape)
+            if (len(numerator) != 2 or len(denominator) != 2
+                    or numerator[0] not in (1, denominator[0])
+                    or (numerator[1] - 1, denominator[1]) not in RATIONAL_ORDERS
+                    or channels % denominator[0] != 0):
+                raise ValueError(
+                    f'{block}{act}: numerator {numerator} and denominator {denominator} are not '
+                    f'the coefficients of a group-rational on {channels} channels: expected '
+                    f'(1 or g, m + 1) and (g, n) with g dividing {channels}, (m, n) one of '
+                    f'{", ".join(map(str, RATIONAL_ORDERS))}')
+            groups.append(denominator[0])
+            orders.add((numerator[1] - 1, denominator[1]))
+            per_group.add(numerator[0] != 1)
+        if groups[0] == groups[1]:
+            num_groups = groups[0]
+        elif groups == [dims, hidden]:
+            num_groups = PER_CHANNEL
+        else:
+            num_groups = f'{groups[0]} and {groups[1]}'
+        settings.add((num_groups, tuple(orders), tuple(per_group)))
+    if len(settings) != 1 or any(len(orders) != 1 or len(per_group) != 1
+                                 for _, orders, per_group in settings):
+        raise ValueError('the rationals of the checkpoint differ between blocks or between the '
+                         'two rationals of a block (groups, orders, per-group numerators): '
+                         f'{sorted(settings, key=str)}; a KAT has one setting for all')
+    (num_groups, (order, ), (per_group, )), = settings
+    if isinstance(num_groups, str) and num_groups != PER_CHANNEL:
+        raise ValueError(f'the two rationals of each block have {num_groups} groups: a KAT gives '
+                         'both the same num_groups, or one group per channel')
+    return dict(num_groups=num_groups, rational_order=order, per_group_numerator=per_group)
 
 
 def convert_timm_vit_to_kat(state_dict: Dict[str, torch.Tensor],
                             task: str = 'classification',
-                            num_groups: int = 8,
-                            act_init: str = 'gelu') -> 'OrderedDict[str, torch.Tensor]':
+                            num_groups: Union[int, str] = 8,
+                            act_init: str = 'gelu',
+                            rational_order: Sequence[int] = DEFAULT_ORDER,
+                            per_group_numerator: bool = False) -> 'OrderedDict[str, torch.Tensor]':
     """Initialise a KAT from a timm-layout ViT/DeiT state dict (the paper's KAT* models).
 
     Everything is copied; the MLP linears become the GR-KAN's ``fc1``/``fc2``, each block's first
     rational is the identity and its second ``act_init`` (``'gelu'``, the ViT's activation, by
     default), so the converted model computes the ViT up to the rational's fit of GELU. Build the
-    receiving model with the same ``num_groups`` (and ``act_init``).
+    receiving model with the same ``num_groups``, ``act_init``, ``rational_order`` and
+    ``per_group_numerator``.
 
     Raises:
-        ValueError: ``task`` is unknown, or ``state_dict`` is not a timm-layout ViT/DeiT (e.g.
-            a KAT, a distilled DeiT with a distillation token, or an mmpretrain checkpoint).
+        ValueError: ``task`` is unknown, ``state_dict`` is not a timm-layout ViT/DeiT (e.g.
+            a KAT, a distilled DeiT with a distillation token, or an mmpretrain checkpoint), or a
+            rational setting is not supported (it names the setting and what is allowed).
     """
     _check_task(task)
     num_blocks = _check_keys(state_dict, 'a timm-layout ViT/DeiT', with_rationals=False,
                              need_head=task == 'classification',
                              hint='for a KAT checkpoint use convert_timm_kat')
-    rationals = {
-        'act1': GroupRational(num_groups, init='identity').state_dict(),
-        'act2': GroupRational(num_groups, init=act_init).state_dict(),
-    }
+    owner = 'convert_timm_vit_to_kat'
+    rational_order = check_order(owner, rational_order, 'rational_order')
+    check_init(owner, act_init, 'act_init')
     with_rationals = dict(state_dict)
     for i in range(num_blocks):
-        for act, coefficients in rationals.items():
-            for name, value in coefficients.items():
-                with_rationals[f'blocks.{i}.mlp.{act}.{name}'] = value.clone()
+        hidden, dims = state_dict[f'blocks.{i}.mlp.fc1.weight'].shape
+        rationals = {
+            'act1': GroupRational(rational_groups(owner, num_groups, dims, 'embed_dims'),
+                                  'identity', rational_order, per_group_numerator),
+            'act2': GroupRational(rational_groups(owner, num_groups, hidden,
+                                                  'feedforward_channels'), act_init,
+                                  rational_order, per_group_numerator),
+        }
+        for act, rational in rationals.items():
+            for name, value in rational.state_dict().items():
+                with_rationals[f'blocks.{i}.mlp.{act}.{name}'] = value
     return _to_mmrkan(with_rationals, task)
 
 

@@ -1,6 +1,6 @@
 """GR-KAN, the channel mixer of KAT (``docs/models.md``, "GR-KAN")."""
 import math
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmrkan.ops import GroupRational
+from mmrkan.ops.group_rational import DEFAULT_ORDER, check_init, check_order
 
 
 def rational_gain(rational: GroupRational, num_nodes: int = 64) -> float:
@@ -26,19 +27,41 @@ def rational_gain(rational: GroupRational, num_nodes: int = 64) -> float:
     return 1.0 / second_moment.item()
 
 
+# ``num_groups`` value for one rational per channel (the KAT paper's "ungrouped" KAN).
+PER_CHANNEL = 'per_channel'
+
+
+def rational_groups(owner: str, num_groups: Union[int, str], channels: int,
+                    setting: str) -> int:
+    """The groups of a rational on ``channels`` channels: ``num_groups``, or ``channels`` for
+    ``'per_channel'``; a ValueError naming the settings when they do not fit."""
+    if num_groups == PER_CHANNEL:
+        return channels
+    if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
+        raise ValueError(f'{owner}: num_groups={num_groups!r} is not supported; allowed: a '
+                         f'positive int dividing the channels, or {PER_CHANNEL!r}')
+    if channels % num_groups != 0:
+        raise ValueError(f'{owner}: {setting}={channels} must be divisible by '
+                         f'num_groups={num_groups}')
+    return num_groups
+
+
 class GRKAN(BaseModule):
     """Group-rational KAN: ``rational1 -> drop -> fc1 -> rational2 -> drop -> fc2``.
 
     The activations come before the linears, as in the released KAT models: ``rational1`` starts
-    as the identity, ``rational2`` as ``act_init`` (swish for every released model). Both use
-    ``num_groups`` channel groups; both linears have biases.
+    as ``rational1_init`` (the identity), ``rational2`` as ``act_init`` (swish for every
+    released model). Both use ``num_groups`` channel groups; both linears have biases.
 
     Args:
         embed_dims: input and output channels ``D``.
         feedforward_channels: hidden channels (``4D`` in KAT).
         num_groups: channel groups of both rationals; must divide both channel counts.
-        act_init: initial function of ``rational2``: ``'swish'``, ``'gelu'`` or ``'identity'``.
-            ``'gelu'`` gives the KAT* variants initialised from a ViT/DeiT.
+            ``'per_channel'``: one group per channel (``D`` groups in ``rational1``, one per
+            hidden channel in ``rational2``), the KAT paper's ungrouped rational.
+        act_init: initial function of ``rational2``: ``'swish'``, ``'gelu'``, ``'identity'``
+            or ``'random'`` (Xavier-uniform coefficients). ``'gelu'`` gives the KAT* variants
+            initialised from a ViT/DeiT.
         drop_rate: dropout after each rational.
         variance_preserving_init: if True, :meth:`init_weights` draws each linear's weights from
             ``N(0, gain / fan_in)`` with ``gain = 1 / E[F(x)^2]`` of the rational before it
@@ -47,28 +70,39 @@ class GRKAN(BaseModule):
             initialisation). If False the linears keep the initialisation given by ``init_cfg``
             (a model-level ``TruncNormal`` std 0.02 in the classification configs, as timm's
             ViT/KAT).
+        rational_order: ``(m, n)`` of both rationals: ``(5, 4)`` (default, the released
+            models), ``(3, 2)`` or ``(7, 6)``.
+        rational1_init: initial function of ``rational1``, the inits of ``act_init``
+            (default ``'identity'``, the released models).
+        per_group_numerator: give each group of both rationals its own numerator (the released
+            models share one numerator per rational).
         init_cfg: mmengine initialisation config.
     """
 
     def __init__(self,
                  embed_dims: int,
                  feedforward_channels: int,
-                 num_groups: int = 8,
+                 num_groups: Union[int, str] = 8,
                  act_init: str = 'swish',
                  drop_rate: float = 0.,
                  variance_preserving_init: bool = False,
+                 rational_order: Sequence[int] = DEFAULT_ORDER,
+                 rational1_init: str = 'identity',
+                 per_group_numerator: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        for name, channels in (('embed_dims', embed_dims),
-                               ('feedforward_channels', feedforward_channels)):
-            if channels % num_groups != 0:
-                raise ValueError(f'GRKAN: {name}={channels} must be divisible by '
-                                 f'num_groups={num_groups}')
+        groups1 = rational_groups('GRKAN', num_groups, embed_dims, 'embed_dims')
+        groups2 = rational_groups('GRKAN', num_groups, feedforward_channels,
+                                  'feedforward_channels')
+        rational_order = check_order('GRKAN', rational_order, 'rational_order')
+        check_init('GRKAN', rational1_init, 'rational1_init')
+        check_init('GRKAN', act_init, 'act_init')
         self.variance_preserving_init = variance_preserving_init
-        self.rational1 = GroupRational(num_groups, init='identity')
+        self.rational1 = GroupRational(groups1, rational1_init, rational_order,
+                                       per_group_numerator)
         self.drop1 = nn.Dropout(drop_rate)
         self.fc1 = nn.Linear(embed_dims, feedforward_channels)
-        self.rational2 = GroupRational(num_groups, init=act_init)
+        self.rational2 = GroupRational(groups2, act_init, rational_order, per_group_numerator)
         self.drop2 = nn.Dropout(drop_rate)
         self.fc2 = nn.Linear(feedforward_channels, embed_dims)
 

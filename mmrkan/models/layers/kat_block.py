@@ -1,5 +1,5 @@
 """The KAT transformer block, shared by the KAT classifier/segmentation backbone and KATDet."""
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +10,7 @@ from mmpretrain.models.backbones.vit_sam import (get_rel_pos, window_partition,
 from mmpretrain.models.utils import LayerScale, MultiheadAttention, build_norm_layer
 from torch import nn
 
+from mmrkan.ops.group_rational import DEFAULT_ORDER
 from .gr_kan import GRKAN
 
 
@@ -101,7 +102,7 @@ class KATBlock(BaseModule):
         embed_dims: channels ``D``.
         num_heads: attention heads.
         feedforward_channels: hidden channels of the GR-KAN mixer.
-        num_groups: channel groups of the mixer's rationals.
+        num_groups: channel groups of the mixer's rationals (an int, or ``'per_channel'``).
         act_init: initial function of the mixer's second rational (default ``'swish'``, or the
             one ``act_cfg`` names).
         act_cfg: the activation of ViT configs (``dict(type='GELU')``), accepted with its meaning
@@ -121,6 +122,9 @@ class KATBlock(BaseModule):
             block); ``None`` (default) for no relative positions.
         variance_preserving_init: variance-preserving initialisation of the mixer's linears,
             see :class:`GRKAN`.
+        rational_order: ``(m, n)`` of the mixer's rationals, see :class:`GRKAN`.
+        rational1_init: initial function of the mixer's first rational (default identity).
+        per_group_numerator: one numerator per group in the mixer's rationals.
         init_cfg: mmengine initialisation config.
     """
 
@@ -128,7 +132,7 @@ class KATBlock(BaseModule):
                  embed_dims: int,
                  num_heads: int,
                  feedforward_channels: int,
-                 num_groups: int = 8,
+                 num_groups: Union[int, str] = 8,
                  act_init: Optional[str] = None,
                  act_cfg: Optional[dict] = None,
                  num_fcs: int = 2,
@@ -142,6 +146,9 @@ class KATBlock(BaseModule):
                  window_size: int = 0,
                  rel_pos_size: Optional[Tuple[int, int]] = None,
                  variance_preserving_init: bool = False,
+                 rational_order: Sequence[int] = DEFAULT_ORDER,
+                 rational1_init: str = 'identity',
+                 per_group_numerator: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if window_size < 0:
@@ -171,7 +178,10 @@ class KATBlock(BaseModule):
             num_groups=num_groups,
             act_init=rational_init(act_init, act_cfg),
             drop_rate=drop_rate,
-            variance_preserving_init=variance_preserving_init)
+            variance_preserving_init=variance_preserving_init,
+            rational_order=rational_order,
+            rational1_init=rational1_init,
+            per_group_numerator=per_group_numerator)
         self.gamma2 = (LayerScale(embed_dims, layer_scale_init_value)
                        if layer_scale_init_value > 0 else nn.Identity())
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()

@@ -201,3 +201,37 @@ def test_upernet_trains_at_a_small_size():
 def test_registered_for_every_task():
     for scope in ('mmpretrain', 'mmseg', 'mmdet'):
         assert task_registry(scope).get('KAT') is KAT
+
+
+def test_rational_settings_reach_every_mixer():
+    kat = KAT(arch=TINY_ARCH, rational_order=(7, 6), rational1_init='random', act_init='identity',
+              per_group_numerator=True)
+    for block in kat.layers:
+        assert block.kan.rational1.order == block.kan.rational2.order == (7, 6)
+        assert (block.kan.rational1.init, block.kan.rational2.init) == ('random', 'identity')
+        assert block.kan.rational2.weight_numerator.shape == (8, 8)
+    # Per block: 2 rationals of 8 groups x (8 numerator + 6 denominator) coefficients.
+    default = KAT(arch=TINY_ARCH)
+    assert num_params(kat) - num_params(default) == 4 * 2 * (8 * 14 - (6 + 8 * 4))
+
+
+def test_per_channel_rationals_have_one_group_per_channel():
+    kat = KAT(arch=TINY_ARCH, num_groups='per_channel', per_group_numerator=True)
+    kan = kat.layers[3].kan
+    assert kan.rational1.weight_denominator.shape == (32, 4)
+    assert kan.rational2.weight_numerator.shape == (128, 6)
+    (feature, ) = kat(torch.randn(1, 3, 224, 224))
+    assert feature.shape == (1, 32)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(rational_order=(4, 3)), r'rational_order=\(4, 3\) is not supported; allowed: \(3, 2\)'),
+    (dict(act_init='xavier'), r"act_init='xavier' is not supported; allowed: \('identity', "
+     r"'swish', 'gelu', 'random'\)"),
+    (dict(rational1_init='gelu2'), "rational1_init='gelu2' is not supported"),
+    (dict(num_groups='channels'), r"num_groups='channels' is not supported; allowed: a positive "
+     r"int dividing the channels, or 'per_channel'"),
+])
+def test_unsupported_rational_settings_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        KAT(arch=TINY_ARCH, **kwargs)

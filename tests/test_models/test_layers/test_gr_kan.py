@@ -80,3 +80,43 @@ def test_default_init_leaves_the_linears_to_init_cfg():
     kan = GRKAN(64, 256, init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02))
     kan.init_weights()
     assert kan.fc2.weight.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+@pytest.mark.parametrize('order', [(3, 2), (5, 4), (7, 6)])
+def test_rational_order_and_inits_reach_both_rationals(order):
+    kan = GRKAN(16, 64, num_groups=4, act_init='random', rational1_init='swish',
+                rational_order=order)
+    m, n = order
+    assert (kan.rational1.init, kan.rational2.init) == ('swish', 'random')
+    assert kan.rational1.order == kan.rational2.order == order
+    assert kan.rational2.weight_numerator.shape == (1, m + 1)
+    assert kan.rational2.weight_denominator.shape == (4, n)
+    assert sum(p.numel() for p in kan.parameters()) == 16 * 64 * 2 + 64 + 16 + 2 * (m + 1 + 4 * n)
+
+
+def test_per_channel_gives_every_channel_its_own_rational():
+    kan = GRKAN(16, 64, num_groups='per_channel', per_group_numerator=True)
+    assert kan.rational1.weight_denominator.shape == (16, 4)
+    assert kan.rational1.weight_numerator.shape == (16, 6)
+    assert kan.rational2.weight_denominator.shape == (64, 4)
+    assert kan.rational2.weight_numerator.shape == (64, 6)
+    x = torch.randn(2, 16)
+    with torch.no_grad():  # channel 3's rational is its own: only that input channel changes
+        kan.rational1.weight_numerator[3, 1] = 2.0
+    torch.testing.assert_close(kan.rational1(x)[:, 3], 2 * x[:, 3])
+    torch.testing.assert_close(kan.rational1(x)[:, [0, 1, 2, 4]], x[:, [0, 1, 2, 4]])
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(num_groups='ungrouped'), r"num_groups='ungrouped' is not supported; allowed: a positive "
+     r"int dividing the channels, or 'per_channel'"),
+    (dict(num_groups=0), 'num_groups=0 is not supported'),
+    (dict(rational_order=(4, 4)), r'rational_order=\(4, 4\) is not supported; allowed: \(3, 2\), '
+     r'\(5, 4\), \(7, 6\)'),
+    (dict(rational1_init='xavier'), r"rational1_init='xavier' is not supported; allowed: "
+     r"\('identity', 'swish', 'gelu', 'random'\)"),
+    (dict(act_init='relu'), r"act_init='relu' is not supported"),
+])
+def test_unsupported_settings_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=f'GRKAN: {message}'):
+        GRKAN(16, 64, **kwargs)

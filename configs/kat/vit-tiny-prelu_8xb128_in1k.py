@@ -1,0 +1,5 @@
+# The KAT paper's activation ablation: ViT-T/16 with PReLU in its MLPs.
+# nn.PReLU: one learnable slope per MLP (initial 0.25).
+_base_ = './vit-tiny-gelu_8xb128_in1k.py'
+
+model = dict(backbone=dict(layer_cfgs=dict(act_cfg=dict(type='PReLU'))))
