@@ -1,25 +1,52 @@
-"""The RKAN branch: a residual Chebyshev-KAN block attached beside one stage of a CNN.
+"""The RKAN branch: a residual KAN block attached beside one stage of a CNN.
 
 RKAN (arXiv 2410.05500) adds, to the output of a CNN stage, a light branch computed from the
 stage's input (``docs/models.md``, "The RKAN block")::
 
-    r = Conv1x1(C_in -> C_mid) -> SiLU -> KANConv(degree, stride of the stage) -> BN(C_mid)
-        -> Conv1x1(C_mid -> C_out) -> SiLU -> [KANConv(out_degree, stride 1)] -> BN(C_out)
+    r = Conv1x1(C_in -> C_mid) -> SiLU -> KANConv(kan_cfg, stride of the stage) -> BN(C_mid)
+        -> Conv1x1(C_mid -> C_out) -> SiLU -> [KANConv(out_kan_cfg, stride 1)] -> BN(C_out)
+        [+ BN(Conv1x1(C_in -> C_out, stride of the stage))]     (shortcut=True)
     out = aggregate(stage_out, r)
 """
-from typing import List, Optional, Union
+import inspect
+from typing import List, Optional, Sequence, Union
 
 import torch
 from mmcv.cnn import build_norm_layer
-from mmdet.models.layers import SELayer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmrkan.ops import KANConv2d
 from mmrkan.registry import register_model
+from .attention import SqueezeExcitation
 
 RKAN_AGGREGATIONS = ('addition', 'gating', 'se')
-RKAN_BASES = ('chebyshev', 'rbf')
+# Settings of a KAN convolution of the branch: KANConv2d's arguments; the stride is the block's.
+KAN_CONV_SETTINGS = tuple(name for name in inspect.signature(KANConv2d).parameters
+                          if name != 'stride')
+
+
+def check_kan_cfg(name: str, cfg: dict, allowed: Sequence[str] = KAN_CONV_SETTINGS) -> None:
+    """A KAN convolution config is a dict of :class:`KANConv2d` arguments (``allowed``; never the
+    stride, the stage's): a ValueError names the setting ``name``, the key and what is
+    allowed."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f'{name}={cfg!r} must be a dict of KANConv2d arguments')
+    unknown = [key for key in cfg if key not in allowed]
+    if unknown:
+        raise ValueError(f'{name} has {unknown[0]!r}={cfg[unknown[0]]!r}, not a setting it '
+                         f"takes; allowed: {tuple(allowed)} (the stride is the stage's)")
+
+
+class ParallelKANConv2d(nn.ModuleList):
+    """Several KAN convolutions of one input, their outputs concatenated along the channels,
+    convolution by convolution (the authors' ``n_convs``): ``C`` channels in, ``n C`` out."""
+
+    def __init__(self, num_convs: int, **kan_cfg) -> None:
+        super().__init__(KANConv2d(**kan_cfg) for _ in range(num_convs))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([conv(x) for conv in self], dim=1)
 
 
 @register_model()
@@ -31,16 +58,27 @@ class RKANBlock(BaseModule):
         out_channels: Channels of the stage output.
         mid_channels: Width between the two 1x1 convolutions: ``in_channels / reduce_factor``
             for RKAN, ``in_channels * expansion`` for the inverse bottleneck of RKAN-L.
-        stride: Spatial stride of the stage; the first KAN convolution applies it.
-        degree: Degree of the first KAN convolution (on ``mid_channels``).
-        out_degree: Degree of the second KAN convolution (on ``out_channels``, stride 1), or
-            None for no second KAN convolution. The paper uses it on the network's last stage.
-        basis: Basis of the KAN convolutions, ``'chebyshev'`` or ``'rbf'``.
+        stride: Spatial stride of the stage; the first KAN convolution (and the shortcut)
+            applies it.
+        kan_cfg: The first KAN convolution (on ``mid_channels``): :class:`~mmrkan.ops.KANConv2d`
+            arguments but ``stride``, e.g. ``dict(basis='rbf', num_bumps=3)``. Default: the
+            authors' Chebyshev of degree 3, tanh normalisation.
+        out_kan_cfg: The second KAN convolution (on ``out_channels``, stride 1), or None for
+            none (the paper uses it on the network's last stage only). Default: Chebyshev of
+            degree 2.
+        n_convs: Number of KAN convolutions in the first KAN layer (the authors' ``n_convs``):
+            each reads the ``mid_channels`` maps and their outputs are concatenated, so the
+            inner norm and the second 1x1 convolution see ``mid_channels * n_convs`` channels.
+            The second KAN layer keeps one convolution (its output must have the stage's
+            ``out_channels``).
+        shortcut: Add ``BN(Conv1x1(stage input, stride))`` (``in_channels -> out_channels``,
+            no bias) to ``r`` before the aggregation (the authors' ``shortcut``, off in their
+            experiments).
         aggregation: How the branch output ``r`` joins the stage output ``out``:
             ``'addition'`` (``out + r``, every result of the paper), ``'gating'``
-            (``out * g + r * (1 - g)`` with ``g = sigmoid(Conv1x1(r))``) or ``'se'``
-            (``out + r * SE(r)``).
-        norm_cfg: Config of the two normalisation layers.
+            (``out * g + r * (1 - g)`` with ``g = sigmoid(Conv1x1(r))``, with bias) or ``'se'``
+            (``out + r * SE(r)``, the authors' SE: ratio 16, no biases).
+        norm_cfg: Config of the normalisation layers.
         init_cfg: Initialisation applied by ``init_weights``. None (the default) keeps the
             authors' initialisation, which the constructor already sets and ``init_weights``
             leaves alone: PyTorch's default ``nn.Conv2d`` init for the 1x1 convolutions
@@ -54,9 +92,10 @@ class RKANBlock(BaseModule):
                  out_channels: int,
                  mid_channels: int,
                  stride: int = 1,
-                 degree: int = 3,
-                 out_degree: Optional[int] = 2,
-                 basis: str = 'chebyshev',
+                 kan_cfg: dict = dict(degree=3),
+                 out_kan_cfg: Optional[dict] = dict(degree=2),
+                 n_convs: int = 1,
+                 shortcut: bool = False,
                  aggregation: str = 'addition',
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
@@ -64,22 +103,32 @@ class RKANBlock(BaseModule):
         if aggregation not in RKAN_AGGREGATIONS:
             raise ValueError(
                 f'aggregation={aggregation!r} is not supported; allowed: {RKAN_AGGREGATIONS}')
-        if basis not in RKAN_BASES:
-            raise ValueError(f'basis={basis!r} is not supported; allowed: {RKAN_BASES}')
+        check_kan_cfg('kan_cfg', kan_cfg)
+        if out_kan_cfg is not None:
+            check_kan_cfg('out_kan_cfg', out_kan_cfg)
+        if not isinstance(n_convs, int) or isinstance(n_convs, bool) or n_convs < 1:
+            raise ValueError(f'n_convs={n_convs!r} must be a positive integer')
+        if not isinstance(shortcut, bool):
+            raise ValueError(f'shortcut={shortcut!r} must be True or False')
         self.aggregation = aggregation
 
+        kan_channels = mid_channels * n_convs
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
         self.act = nn.SiLU()
-        self.kan1 = KANConv2d(degree=degree, stride=stride, basis=basis)
-        self.norm1 = build_norm_layer(norm_cfg, mid_channels)[1]
-        self.conv2 = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
-        self.kan2 = (None if out_degree is None else
-                     KANConv2d(degree=out_degree, stride=1, basis=basis))
+        self.kan1 = (KANConv2d(stride=stride, **kan_cfg) if n_convs == 1 else
+                     ParallelKANConv2d(n_convs, stride=stride, **kan_cfg))
+        self.norm1 = build_norm_layer(norm_cfg, kan_channels)[1]
+        self.conv2 = nn.Conv2d(kan_channels, out_channels, 1, bias=False)
+        self.kan2 = None if out_kan_cfg is None else KANConv2d(stride=1, **out_kan_cfg)
         self.norm2 = build_norm_layer(norm_cfg, out_channels)[1]
+        if shortcut:
+            self.shortcut_conv = nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
+            self.shortcut_norm = build_norm_layer(norm_cfg, out_channels)[1]
+        self.with_shortcut = shortcut
         if aggregation == 'gating':
             self.gate = nn.Conv2d(out_channels, out_channels, 1)
         elif aggregation == 'se':
-            self.se = SELayer(out_channels)
+            self.se = SqueezeExcitation(out_channels, ratio=16)
 
     def residual(self, stage_in: Tensor) -> Tensor:
         """The branch output ``r`` for the stage input."""
@@ -87,7 +136,10 @@ class RKANBlock(BaseModule):
         r = self.act(self.conv2(r))
         if self.kan2 is not None:
             r = self.kan2(r)
-        return self.norm2(r)
+        r = self.norm2(r)
+        if self.with_shortcut:
+            r = r + self.shortcut_norm(self.shortcut_conv(stage_in))
+        return r
 
     def forward(self, stage_in: Tensor, stage_out: Tensor) -> Tensor:
         """The stage output with the branch aggregated into it."""

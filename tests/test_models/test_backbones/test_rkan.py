@@ -251,9 +251,12 @@ def test_probe_leaves_the_backbone_statistics_untouched():
         assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
 
 
-def test_rbf_basis():
+def test_rbf_basis_has_the_authors_bumps():
     model = RKAN(backbone=dict(type='mmdet.ResNet', depth=18), basis='rbf').eval()
-    assert model.branches['3'].kan1.basis == 'rbf'
+    branch = model.branches['3']
+    # The authors' RKAN: grid_size=(3, 2), 3 bumps in the first convolution, 2 in the second.
+    assert (branch.kan1.basis, branch.kan1.num_bumps) == ('rbf', 3)
+    assert (branch.kan2.basis, branch.kan2.num_bumps) == ('rbf', 2)
     assert model(torch.randn(1, 3, 32, 32))[-1].shape == (1, 512, 1, 1)
 
 
@@ -270,8 +273,9 @@ def test_expansion_builds_an_inverse_bottleneck():
     (dict(reduce_factor=0), r'reduce_factor=0 must be a positive integer'),
     (dict(expansion=4, stages=(2, 3)), r'expansion=4 \(RKAN-L\) supports one stage only'),
     (dict(aggregation='concat'), r"aggregation='concat' is not supported; allowed"),
-    (dict(basis='legendre'), r"basis='legendre' is not supported; allowed"),
-    (dict(degrees=(3, )), r'degrees=\(3,\) must be two positive integers'),
+    (dict(basis='fourier'), r"basis='fourier' is not supported; allowed: \('chebyshev'"),
+    (dict(degrees=(3, )), r"degrees=\(3,\) must be two polynomial degrees \(ints >= 0\) for "
+     r"basis='chebyshev'"),
 ])
 def test_bad_settings_name_the_setting(kwargs, match):
     with pytest.raises(ValueError, match=match):
