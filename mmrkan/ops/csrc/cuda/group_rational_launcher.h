@@ -1,8 +1,8 @@
 // Host side of the group_rational CUDA kernels: dtype and rational-order dispatch, vector width,
-// launch plan and launches (the backward, with its coefficient reduction, is one kernel launch plus a 4-byte
-// memset of its completion counter). Templated on the device that runs the kernels: CudaDevice
-// (kan_cuda_device.cuh) for group_rational_cuda.cu, the SIMT emulator's EmulatedDevice
-// (csrc/emulation) for the tests. The caller has checked the arguments
+// launch plan and launches (the backward, with its coefficient reduction, is one kernel launch
+// plus a 4-byte memset of its completion counter). Templated on the device that runs the
+// kernels: CudaDevice (kan_cuda_device.cuh) for group_rational_cuda.cu, the SIMT emulator's
+// EmulatedDevice (csrc/emulation) for the tests. The caller has checked the arguments
 // (check_group_rational_args) and set the current device.
 #pragma once
 
