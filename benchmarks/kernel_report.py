@@ -63,6 +63,11 @@ KAT_CASES += [dict(op='group_rational', shape=(128 * 197, 384), groups=8, dtype=
                    name='KAT-S embed'),
               dict(op='group_rational', shape=(8192, 768), groups=8, dtype='bf16',
                    name='KATDet-B')]
+# The other orders (m, n) of the KAT paper's ablation, each its own kernels; a case without
+# `order` runs KAT's.
+DEFAULT_ORDER = (5, 4)
+KAT_CASES += [dict(op='group_rational', shape=(128 * 197, 1536), groups=8, dtype='bf16',
+                   name='KAT-S mlp', order=order) for order in ((3, 2), (7, 6))]
 # H200 (SXM): HBM3e bandwidth, and the SASS issue rate of 132 SMs x 4 schedulers at 1.98 GHz.
 H200 = dict(bytes_per_s=4.8e12, warp_instructions_per_s=132 * 4 * 1.98e9)
 CPP_TYPES = {'fp32': 'float', 'bf16': 'BFloat16', 'fp16': 'Half', 'fp64': 'double'}
@@ -343,8 +348,9 @@ def current_plan(case: Dict, backward: bool) -> Dict:
     if case['op'] == 'kan_conv2d':
         poly = torch.empty(9, case['functions'], dtype=torch.float32, device='meta')
         return emu.kan_conv2d_plan(x, poly, case['stride'], 0, backward)
-    numerator = torch.empty(1, 6, device='meta')
-    denominator = torch.empty(case['groups'], 4, device='meta')
+    m, n = case.get('order', DEFAULT_ORDER)
+    numerator = torch.empty(1, m + 1, device='meta')
+    denominator = torch.empty(case['groups'], n, device='meta')
     return emu.group_rational_plan(x, numerator, denominator)
 
 
@@ -378,12 +384,13 @@ def current_launches(case: Dict, kernels: Dict[str, Kernel], backward: bool):
         total = charge(kernel, blocks, plan['num_tiles'] / blocks, inner,
                        math.ceil(sums / 8) * math.ceil(blocks / 32))
         return [(kernel, plan['smem_bytes'], total * THREADS)]
+    m, n = case.get('order', DEFAULT_ORDER)
     kernel = find_kernel(kernels, rf"group_rational_{direction}_kernel<{scalar}, float, "
-                                  rf"RationalOrder<5, 4>, {plan['vec']}>")
+                                  rf"RationalOrder<{m}, {n}>, {plan['vec']}>")
     blocks = plan['num_blocks']
     rows_at_once = 1 if plan['vec'] > 4 and backward else 2
     total = charge(kernel, blocks, plan['passes'] / rows_at_once, {},
-                   math.ceil((6 + 4 * case['groups']) / 8) * math.ceil(blocks / 32))
+                   math.ceil((m + 1 + n * case['groups']) / 8) * math.ceil(blocks / 32))
     return [(kernel, 0, total * THREADS)]
 
 
@@ -525,6 +532,8 @@ def report_tree(label: str, tree: str, python: str, baseline: bool, work: str,
     launches_of = baseline_launches if baseline else current_launches
     cases = []
     for case in RKAN_CASES + KAT_CASES:
+        if baseline and case.get('order', DEFAULT_ORDER) != DEFAULT_ORDER:
+            continue  # 8830666 had the order (5, 4) only
         for backward in (False, True):
             launches = launches_of(case, kernels, backward)
             main, smem, _ = launches[0]
@@ -550,7 +559,9 @@ def case_name(case: Dict) -> str:
     if case['op'] == 'kan_conv2d':
         return (f"kan_conv2d {'x'.join(map(str, case['shape']))} K={case['functions']} "
                 f"s={case['stride']} {case['dtype']}")
-    return f"group_rational {case['name']} {'x'.join(map(str, case['shape']))} {case['dtype']}"
+    order = case.get('order', DEFAULT_ORDER)
+    return (f"group_rational {case['name']} {'x'.join(map(str, case['shape']))} {case['dtype']}"
+            + ('' if order == DEFAULT_ORDER else f' order ({order[0]}, {order[1]})'))
 
 
 def print_report(result: Dict, baseline: Optional[Dict]) -> None:
@@ -574,8 +585,10 @@ def print_report(result: Dict, baseline: Optional[Dict]) -> None:
         line = (f"| {c['case']} | {c['direction']} | {c['launches']} | {c['registers']} | "
                 f"{c['spill']} | {c['dynamic_smem']}+{c['static_smem']} | {c['occupancy']:.1%} | "
                 f"{c['instructions_per_32_outputs']:.0f} |")
-        if baseline:
-            b = base[(c['case'], c['direction'])]
+        b = base.get((c['case'], c['direction']))
+        if baseline and not b:
+            line += ' – | – |'
+        elif baseline:
             line += (f" {b['instructions_per_32_outputs']:.0f} ({b['launches']} launches, "
                      f"{b['registers']} regs, {b['occupancy']:.1%}) | "
                      f"{b['instructions_per_32_outputs'] / c['instructions_per_32_outputs']:.2f} |")
@@ -592,7 +605,8 @@ def print_report(result: Dict, baseline: Optional[Dict]) -> None:
         line = (f"| {name} | {e['microseconds']:.1f} | {e['roofline_microseconds']:.1f} | "
                 f"{e['over_roofline']:.2f} |")
         if baseline:
-            line += f" {baseline['estimates'][name]['over_roofline']:.2f} |"
+            before = baseline['estimates'].get(name)
+            line += f" {before['over_roofline']:.2f} |" if before else ' – |'
         print(line)
 
 

@@ -1,5 +1,4 @@
 """Group-rational activation of KAT (GR-KAN); maths in ``docs/ops.md``, "Group-rational activation"."""
-import warnings
 from typing import Sequence, Tuple
 
 import torch
@@ -136,10 +135,7 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor,
     numerator = numerator.to(dtype).contiguous()
     denominator = denominator.to(dtype).contiguous()
     if has_kernel(x.device) and not is_exporting():
-        if x.device.type == 'cpu' or order == DEFAULT_ORDER:
-            return torch.ops.mmrkan.group_rational_forward(x.contiguous(), numerator, denominator)
-        warnings.warn(f'group_rational: the {x.device.type} kernels support the order '
-                      f'{DEFAULT_ORDER} only; order {order} runs the slow PyTorch reference')
+        return torch.ops.mmrkan.group_rational_forward(x.contiguous(), numerator, denominator)
     return group_rational_reference(x, numerator, denominator)
 
 

@@ -114,3 +114,11 @@ def test_h200_estimate_takes_the_slower_of_issue_and_memory():
     assert estimate['roofline_microseconds'] == pytest.approx(10.0)
     assert estimate['microseconds'] == pytest.approx(4 + issue_us, abs=0.05)
     assert estimate['over_roofline'] == pytest.approx((4 + issue_us) / 10, abs=0.005)
+
+
+def test_case_names_are_unique():
+    """Cases differing only in the rational order get their own rows (and estimates)."""
+    names = [kernel_report.case_name(case)
+             for case in kernel_report.RKAN_CASES + kernel_report.KAT_CASES]
+    assert len(set(names)) == len(names)
+    assert any(name.endswith('order (7, 6)') for name in names)

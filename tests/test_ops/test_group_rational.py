@@ -1,5 +1,6 @@
 """Group-rational activation: kernels vs the reference, gradients, errors, module, registry."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -303,14 +304,19 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA de
 @pytest.mark.parametrize('dtype, tolerance', [(torch.float32, 1e-5), (torch.float16, 1e-2),
                                               (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize('numerator_rows', [1, 8])
-def test_cuda_matches_reference(dtype, tolerance, numerator_rows, assert_grads_close, cuda_kernel):
+@pytest.mark.parametrize('order', RATIONAL_ORDERS)
+def test_cuda_matches_reference(dtype, tolerance, numerator_rows, order, assert_grads_close,
+                                cuda_kernel):
+    """Every order runs the CUDA kernels (a fallback to the reference would warn)."""
     x, numerator, denominator = random_inputs((4, 33, 96), groups=8, numerator_rows=numerator_rows,
-                                              dtype=torch.float32)
+                                              dtype=torch.float32, order=order)
     inputs = [x.detach().to('cuda', dtype).requires_grad_(),
               numerator.detach().cuda().requires_grad_(),
               denominator.detach().cuda().requires_grad_()]
     grad_out = torch.randn(4, 33, 96, device='cuda').to(dtype)
-    out = group_rational(*inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        out = group_rational(*inputs)
     assert out.dtype == dtype
     torch.testing.assert_close(out, group_rational_reference(*inputs), atol=tolerance,
                                rtol=tolerance)
@@ -340,17 +346,6 @@ def test_cuda_backward_is_deterministic(cuda_kernel):
     second = grads(group_rational, inputs, grad_out)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
-
-
-@cuda
-@pytest.mark.parametrize('order', [(3, 2), (7, 6)])
-def test_cuda_other_orders_run_the_reference(order, cuda_kernel):
-    """The CUDA kernels handle (5, 4) only (for now): other orders warn and run the reference."""
-    x, numerator, denominator = (t.detach().cuda() for t in random_inputs(order=order,
-                                                                          dtype=torch.float32))
-    with pytest.warns(UserWarning, match=f'order {order} runs the slow PyTorch reference'):
-        out = group_rational(x, numerator, denominator)
-    torch.testing.assert_close(out, group_rational_reference(x, numerator, denominator))
 
 
 @pytest.mark.parametrize('order', RATIONAL_ORDERS)

@@ -4,12 +4,14 @@ Every test runs the real CUDA launcher (dtype dispatch, vector width, launch pla
 (the backward with its coefficient reduction in one launch), compiled for the emulator
 (mmrkan.testing.cuda_emulation), on the emulated H200 (blocks in index order) and 2-SM GPU
 (blocks in a shuffled order): the plans depend on the shapes only, so the bits must be the same.
+Every rational order the op takes is a kernel instantiation of its own, and each is tested.
 """
 import dataclasses
 
 import pytest
 import torch
 
+from mmrkan.ops.group_rational import DEFAULT_ORDER, RATIONAL_ORDERS
 from mmrkan.ops.reference import group_rational_reference
 from mmrkan.testing import cuda_emulation as emu
 
@@ -26,13 +28,14 @@ GRAD_TOLERANCES = {torch.float32: dict(rtol=1e-4, atol=1e-4),
 
 
 def make_inputs(rows, channels, numerator_rows, dtype, storage_offset=0, seed=0,
-                groups=GROUPS):
+                groups=GROUPS, order=DEFAULT_ORDER):
+    m, n = order
     generator = torch.Generator().manual_seed(seed)
     coeff_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     values = torch.randn(rows * channels + storage_offset, generator=generator).to(dtype)
     x = values[storage_offset:].view(rows, channels)
-    numerator = (torch.randn(numerator_rows, 6, generator=generator) * 0.5).to(coeff_dtype)
-    denominator = (torch.randn(groups, 4, generator=generator) * 0.5).to(coeff_dtype)
+    numerator = (torch.randn(numerator_rows, m + 1, generator=generator) * 0.5).to(coeff_dtype)
+    denominator = (torch.randn(groups, n, generator=generator) * 0.5).to(coeff_dtype)
     grad_out = torch.randn(rows, channels, generator=generator).to(dtype)
     return x, numerator, denominator, grad_out
 
@@ -76,19 +79,31 @@ PARAMS = [(dtype, case) for dtype in DTYPES for case in CASES]
 PARAMS += [('fp32', case) for case in EXTRA_FP32_CASES]
 
 
+def order_id(value):
+    """'5_4' for the order (5, 4); pytest's own ids for the other parameters."""
+    return '%d_%d' % value if isinstance(value, tuple) else None
+
+
+ORDERS = pytest.mark.parametrize('order', RATIONAL_ORDERS, ids=order_id)
+
+
 @GPUS
+@ORDERS
 @pytest.mark.parametrize('dtype,case', PARAMS)
-def test_group_rational_emulated_matches_reference(dtype, case, gpu):
+def test_group_rational_emulated_matches_reference(dtype, case, order, gpu):
     vector, channels, numerator_rows, offset = {**CASES, **EXTRA_FP32_CASES}[case]
-    inputs = make_inputs(15, channels, numerator_rows, DTYPES[dtype], storage_offset=offset)
+    inputs = make_inputs(15, channels, numerator_rows, DTYPES[dtype], storage_offset=offset,
+                         order=order)
     check_against_reference(*inputs, gpu, vector)
 
 
 @GPUS
-@pytest.mark.parametrize('dtype', DTYPES)
-def test_group_rational_emulated_several_blocks_per_group(dtype, gpu):
+@pytest.mark.parametrize('dtype,order', [(dtype, DEFAULT_ORDER) for dtype in DTYPES] +
+                         [('fp32', order) for order in RATIONAL_ORDERS if order != DEFAULT_ORDER],
+                         ids=order_id)
+def test_group_rational_emulated_several_blocks_per_group(dtype, order, gpu):
     """700 rows: several row chunks per group, a partly filled last chunk, odd group width."""
-    inputs = make_inputs(700, 2 * 24, GROUPS, DTYPES[dtype])
+    inputs = make_inputs(700, 2 * 24, GROUPS, DTYPES[dtype], order=order)
     plan = check_against_reference(*inputs, gpu, vector=True)
     assert plan['grid_y'] > 1 and plan['grid_y'] * plan['chunk_rows'] > 700
 
@@ -100,12 +115,16 @@ def test_group_rational_emulated_wide_groups_split_into_slices():
     assert plan['slices'] > 1
 
 
-@pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
-@pytest.mark.parametrize('numerator_rows', [1, GROUPS])
-def test_group_rational_emulated_bitwise_identical_across_gpus(dtype, numerator_rows):
+@pytest.mark.parametrize('dtype,numerator_rows,order',
+                         [(dtype, rows, DEFAULT_ORDER) for dtype in ('fp32', 'bf16')
+                          for rows in (1, GROUPS)] +
+                         [('bf16', GROUPS, order) for order in RATIONAL_ORDERS
+                          if order != DEFAULT_ORDER], ids=order_id)
+def test_group_rational_emulated_bitwise_identical_across_gpus(dtype, numerator_rows, order):
     """Forward and every gradient: the same bits on the H200, the 2-SM GPU and two more block
     orders (another block sums the partials each time)."""
-    x, numerator, denominator, grad_out = make_inputs(700, 48, numerator_rows, DTYPES[dtype])
+    x, numerator, denominator, grad_out = make_inputs(700, 48, numerator_rows, DTYPES[dtype],
+                                                      order=order)
     assert emu.group_rational_plan(x, numerator, denominator)['num_blocks'] > 2
     gpus = list(emu.GPUS) + [dataclasses.replace(emu.H200, block_order=seed) for seed in (3, 4)]
 

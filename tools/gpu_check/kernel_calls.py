@@ -10,6 +10,7 @@ from typing import List, Sequence
 import torch
 
 from mmrkan.ops import group_rational, kan_conv2d
+from mmrkan.ops.group_rational import RATIONAL_ORDERS
 from mmrkan.ops.library import has_kernel
 from mmrkan.ops.reference import group_rational_reference, kan_conv2d_reference
 
@@ -45,19 +46,21 @@ def leaves(*tensors: torch.Tensor) -> List[torch.Tensor]:
 def run_group_rational(device: torch.device, dtype: torch.dtype) -> List[str]:
     failures, weights = [], coefficient_dtype(dtype)
     # 7 x 5 rows of 40 channels in 4 groups: no size is a multiple of a block or vector width.
-    for numerator_rows in (1, 4):
-        x = torch.randn(7, 5, 40, device=device).to(dtype)
-        numerator = torch.randn(numerator_rows, 6, device=device, dtype=weights) / 2
-        denominator = torch.randn(4, 4, device=device, dtype=weights) / 2
-        grad_out = torch.randn_like(x)
-        ours = leaves(x, numerator, denominator)
-        ref = leaves(x.double(), numerator.double(), denominator.double())
-        out = group_rational(*ours)
-        out_ref = group_rational_reference(*ref)
-        grads = torch.autograd.grad(out, ours, grad_out)
-        grads_ref = torch.autograd.grad(out_ref, ref, grad_out.double())
-        failures += check(f'group_rational {dtype} numerator rows {numerator_rows}',
-                          [out, *grads], [out_ref, *grads_ref], dtype)
+    # Every order (m, n), each its own kernel instantiation; shared and per-group numerators.
+    for (m, n) in RATIONAL_ORDERS:
+        for numerator_rows in (1, 4):
+            x = torch.randn(7, 5, 40, device=device).to(dtype)
+            numerator = torch.randn(numerator_rows, m + 1, device=device, dtype=weights) / 2
+            denominator = torch.randn(4, n, device=device, dtype=weights) / 2
+            grad_out = torch.randn_like(x)
+            ours = leaves(x, numerator, denominator)
+            ref = leaves(x.double(), numerator.double(), denominator.double())
+            out = group_rational(*ours)
+            out_ref = group_rational_reference(*ref)
+            grads = torch.autograd.grad(out, ours, grad_out)
+            grads_ref = torch.autograd.grad(out_ref, ref, grad_out.double())
+            failures += check(f'group_rational {dtype} order {(m, n)} numerator rows '
+                              f'{numerator_rows}', [out, *grads], [out_ref, *grads_ref], dtype)
     return failures
 
 

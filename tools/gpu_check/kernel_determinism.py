@@ -27,6 +27,9 @@ CASES = [
     ('kan_conv2d', (8, 64, 33, 47), dict(stride=2, functions=3)),
     ('group_rational', (64 * 197, 1536), dict(groups=8)),  # KAT-S MLP
     ('group_rational', (8192, 768), dict(groups=8)),  # KATDet-B
+    # The KAT paper's order ablation (each order its own kernels), per-group numerators.
+    ('group_rational', (64 * 197, 1536), dict(groups=8, order=(3, 2), numerator_rows=8)),
+    ('group_rational', (64 * 197, 1536), dict(groups=8, order=(7, 6), numerator_rows=8)),
 ]
 
 
@@ -44,7 +47,9 @@ def make_call(op: str, shape: Sequence[int], settings: Dict, dtype: torch.dtype,
         stride = settings['stride']
         fn = lambda *inputs: kan_conv2d(*inputs, stride=stride)  # noqa: E731
     else:
-        weights = [randn(1, 6, scale=0.5), randn(settings['groups'], 4, scale=0.5)]
+        m, n = settings.get('order', (5, 4))
+        weights = [randn(settings.get('numerator_rows', 1), m + 1, scale=0.5),
+                   randn(settings['groups'], n, scale=0.5)]
         fn = group_rational
     inputs = [t.requires_grad_() for t in [x] + weights]
     grad_out = randn(*fn(*inputs).shape, dt=dtype)

@@ -40,10 +40,6 @@ void check_group_rational_args(const at::Tensor& x, const at::Tensor& numerator,
   TORCH_CHECK(supported, "group_rational: order (m, n) = (", m, ", ", n,
               ") (numerator ", numerator.sizes(), ", denominator ", denominator.sizes(),
               ") is not supported; allowed: (3, 2), (5, 4), (7, 6)");
-  // The CUDA kernels are written for the default order only (for now).
-  TORCH_CHECK(x.device().is_cpu() || (m + 1 == kNumNumerator && n == kNumDenominator),
-              "group_rational: order (", m, ", ", n, ") is only implemented on the CPU; on ",
-              x.device(), " the kernels support (5, 4)");
   const int64_t channels = x.size(-1);
   TORCH_CHECK(channels % groups == 0, "group_rational: channels C = ", channels,
               " must be divisible by the number of groups g = ", groups);

@@ -15,10 +15,7 @@
 namespace mmrkan {
 
 // group_rational: rational orders (m, n), read from the coefficient shapes (numerator (., m + 1),
-// denominator (g, n)). The default order (5, 4): 6 numerator coefficients, b1..b4.
-constexpr int64_t kNumNumerator = 6;
-constexpr int64_t kNumDenominator = 4;
-// Orders (m, n) the kernels support: (3, 2), (5, 4), (7, 6), i.e. n = m - 1 with m in 3, 5, 7.
+// denominator (g, n)); (5, 4) is KAT's. The orders every kernel (CPU and CUDA) supports:
 constexpr int64_t kRationalOrders[][2] = {{3, 2}, {5, 4}, {7, 6}};
 
 // kan_conv2d_forward/backward arguments (docs/ops.md, "KAN convolution"; the Python names in

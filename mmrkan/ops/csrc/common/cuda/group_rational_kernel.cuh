@@ -2,7 +2,8 @@
 //
 //   F(x) = P(x) / Q(x),  P = a0 + a1 x + ... + am x^m,  Q = 1 + |b1||x| + ... + |bn||x|^n
 //
-// The orders (m, n) are the template parameter Order (RationalOrder<5, 4> for KAT). x is viewed
+// The orders (m, n) are the template parameter Order: RationalOrder<3, 2>, <5, 4> (every KAT
+// model) and <7, 6> (the KAT paper's order ablation), instantiated by the launcher. x is viewed
 // as (rows, C); a block works on one group's columns (kan_launch_plan.h: plan_group_rational),
 // so each thread loads that group's coefficients into registers once and, in the backward, sums
 // its coefficient gradients in registers. The backward is one launch: the block's sums (warp
@@ -29,8 +30,6 @@ struct RationalOrder {
   static constexpr int kMaxPower =
       kNumeratorDegree > kDenominatorDegree ? kNumeratorDegree : kDenominatorDegree;
 };
-
-using KatRationalOrder = RationalOrder<5, 4>;
 
 template <typename T>
 __device__ __forceinline__ T sign_with_positive_zero(T v) {
