@@ -6,8 +6,9 @@
 //
 // Instantiations (docs/ops.md, "Adding a basis family or a rational order"): what the RKAN
 // defaults run is specialised (ChebyshevBasis<3> and <4>, strides 1 and 2, fp32/bf16/fp16: 12 per
-// direction); everything else (rbf, other K, fp64) runs RuntimeBasis (4 dtypes x 2 strides per
-// direction).
+// direction); every other family, K, pixelwise normalisation, base activation (and fp64) runs
+// RuntimeBasis (4 dtypes x 2 strides per direction); the per-window normalisations run the
+// per-output kernels (4 dtypes per direction, stride at run time).
 #pragma once
 
 #include <ATen/ATen.h>

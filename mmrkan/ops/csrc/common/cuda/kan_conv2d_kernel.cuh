@@ -1,8 +1,9 @@
 // CUDA kernels of the KAN convolution (docs/ops.md).
 //
-// One 3x3 kernel W[p][f] is shared by all (n, c) planes: feature f = 0 is x (weight
-// base_weight[p]), the others are the basis functions B_k(x) (weights poly_weight[p][k]). x is
-// zero-padded FIRST, so a padded tap still contributes sum_k W[p][1 + k] B_k(0).
+// One 3x3 kernel W[p][f] is shared by all (n, c) planes: feature f = 0 is act(x) (weight
+// base_weight[p]), the others are the basis functions B_k(t), t = normalize(x) (weights
+// poly_weight[p][k]). x is zero-padded FIRST, so a padded tap still contributes
+// sum_k W[p][1 + k] B_k(t(0)).
 //
 // Built around the outputs (tiles and plans: kan_launch_plan.h):
 //  * Per tile, the basis family evaluates the features of every input position of the tile's
@@ -19,8 +20,11 @@
 //    per block, and the block that finishes last adds the partials in a fixed order
 //    (arrive_last): deterministic, one launch.
 //  * Stride, basis family and number of functions are template parameters of the
-//    specialisations the defaults run; RuntimeBasis covers every other family/count in one
-//    instantiation per dtype and stride (kan_conv2d_launcher.h, docs/ops.md).
+//    specialisations the defaults run; RuntimeBasis covers every other family, count,
+//    pixelwise normalisation (none, tanh) and base activation in one instantiation per dtype and
+//    stride (kan_conv2d_launcher.h, docs/ops.md).
+//  * The per-window normalisations (arctan, min-max, standardization) have per-output kernels
+//    of their own (end of this file).
 #pragma once
 
 #include <cstdint>
