@@ -1,6 +1,7 @@
 """KAN convolution of RKAN, every family of the authors' code; the maths: ``docs/ops.md``,
 "KAN convolution"."""
 import math
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -13,6 +14,18 @@ from .kan_conv_options import (DEFAULT_NORMALIZATION, POLYNOMIAL_BASES,
                                min_num_functions)
 from .library import check_tensors, compute_dtype, has_kernel
 from .reference import b_spline_basis, kan_conv2d_reference_with_options
+
+
+# Basis functions K the CUDA kernels take (kMaxFunctions in csrc/common/cuda/kan_conv2d_kernel.cuh).
+CUDA_MAX_FUNCTIONS = 8
+
+
+def cuda_kernels_unsupported(num_functions: int) -> Optional[str]:
+    """What the CUDA kernels do not run (None if they run it); the same cases as the launcher's
+    check (``unsupported_by_kernels`` in csrc/cuda/kan_conv2d_launcher.h)."""
+    if num_functions > CUDA_MAX_FUNCTIONS:
+        return f'K={num_functions} basis functions (they support 1 to {CUDA_MAX_FUNCTIONS})'
+    return None
 
 
 def kan_conv2d(x: torch.Tensor,
@@ -100,9 +113,14 @@ def kan_conv2d_with_options(x: torch.Tensor,
     norm_scale = (x.new_zeros(1, dtype=dtype) if norm_scale is None else
                   norm_scale.to(dtype).reshape(1))
     if has_kernel(x.device) and not is_exporting():
-        return torch.ops.mmrkan.kan_conv2d_forward(x.contiguous(), base_weight, poly_weight,
-                                                   norm_scale, stride, *options.codes,
-                                                   list(options.basis_params))
+        unsupported = (cuda_kernels_unsupported(poly_weight.shape[1])
+                       if x.device.type == 'cuda' else None)
+        if unsupported is None:
+            return torch.ops.mmrkan.kan_conv2d_forward(x.contiguous(), base_weight, poly_weight,
+                                                       norm_scale, stride, *options.codes,
+                                                       list(options.basis_params))
+        warnings.warn(f'kan_conv2d: the CUDA kernels do not support {unsupported}; '
+                      f'basis={options.basis!r} runs the slow PyTorch reference')
     return kan_conv2d_reference_with_options(x, base_weight, poly_weight, norm_scale, stride,
                                              options)
 

@@ -26,7 +26,7 @@ import os.path as osp
 import sys
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
@@ -146,17 +146,25 @@ def group_rational_backward(grad_out: torch.Tensor, x: torch.Tensor, numerator: 
 
 
 def kan_conv2d_forward(x: torch.Tensor, base_weight: torch.Tensor, poly_weight: torch.Tensor,
-                       stride: int, basis: int, gpu: EmulatedGpu) -> torch.Tensor:
-    """``kan_conv2d`` forward by the CUDA launcher and kernels on the emulated ``gpu``."""
-    return load().kan_conv2d_forward(_gpu(gpu), x, base_weight, poly_weight, stride, basis)
+                       norm_scale: torch.Tensor, stride: int, basis: int, normalization: int,
+                       base_activation: int, basis_params: Sequence[float],
+                       gpu: EmulatedGpu) -> torch.Tensor:
+    """``kan_conv2d`` forward by the CUDA launcher and kernels on the emulated ``gpu`` (the
+    arguments of ``torch.ops.mmrkan.kan_conv2d_forward``, then the GPU)."""
+    return load().kan_conv2d_forward(_gpu(gpu), x, base_weight, poly_weight, norm_scale, stride,
+                                     basis, normalization, base_activation, list(basis_params))
 
 
 def kan_conv2d_backward(grad_out: torch.Tensor, x: torch.Tensor, base_weight: torch.Tensor,
-                        poly_weight: torch.Tensor, stride: int, basis: int,
+                        poly_weight: torch.Tensor, norm_scale: torch.Tensor, stride: int,
+                        basis: int, normalization: int, base_activation: int,
+                        basis_params: Sequence[float],
                         gpu: EmulatedGpu) -> Tuple[torch.Tensor, ...]:
-    """``(grad_x, grad_base_weight, grad_poly_weight)`` by the CUDA kernels on emulated ``gpu``."""
-    return load().kan_conv2d_backward(_gpu(gpu), grad_out, x, base_weight, poly_weight, stride,
-                                      basis)
+    """``(grad_x, grad_base_weight, grad_poly_weight, grad_norm_scale)`` by the CUDA kernels on
+    the emulated ``gpu``."""
+    return load().kan_conv2d_backward(_gpu(gpu), grad_out, x, base_weight, poly_weight,
+                                      norm_scale, stride, basis, normalization, base_activation,
+                                      list(basis_params))
 
 
 def group_rational_plan(x: torch.Tensor, numerator: torch.Tensor,
@@ -165,10 +173,18 @@ def group_rational_plan(x: torch.Tensor, numerator: torch.Tensor,
     return load().group_rational_plan(x, numerator, denominator)
 
 
-def kan_conv2d_plan(x: torch.Tensor, poly_weight: torch.Tensor, stride: int, basis: int,
-                    backward: bool) -> Dict[str, int]:
-    """The tiles and grid of ``kan_conv2d`` for these arguments (any GPU: shapes only)."""
-    return load().kan_conv2d_plan(x, poly_weight, stride, basis, backward)
+def kan_conv2d_plan(x: torch.Tensor,
+                    poly_weight: torch.Tensor,
+                    stride: int,
+                    basis: int,
+                    backward: bool,
+                    normalization: int = 1,
+                    base_activation: int = 0,
+                    basis_params: Sequence[float] = ()) -> Dict[str, int]:
+    """The tiles and grid of ``kan_conv2d`` for these arguments (any GPU: shapes only); codes as
+    in the op schema (default: tanh normalisation, identity base)."""
+    return load().kan_conv2d_plan(x, poly_weight, stride, basis, backward, normalization,
+                                  base_activation, list(basis_params))
 
 
 def run_probe(probe: str, gpu: EmulatedGpu = H200) -> torch.Tensor:

@@ -693,26 +693,61 @@ def test_kernel_level_errors(cpu_kernel):
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
 
+# Families on the CUDA kernels (the emulated tests cover every option; these, the real GPU).
+CUDA_FAMILIES = [('chebyshev', 4, {}), ('rbf', 3, {}), ('legendre', 4, {}),
+                 ('jacobi', 5, dict(jacobi_alpha=1.5, jacobi_beta=-0.3)), ('hermite', 4, {}),
+                 ('b_spline', 6, dict(base_activation='silu'))]
+
+
 @cuda
 @pytest.mark.parametrize('dtype, tolerance', [(torch.float32, 1e-5), (torch.float16, 1e-2),
                                               (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize('stride', [1, 2])
-@pytest.mark.parametrize('basis, num_functions', [('chebyshev', 4), ('rbf', 3)])
-def test_cuda_matches_reference(dtype, tolerance, stride, basis, num_functions,
+@pytest.mark.parametrize('basis, num_functions, extra', CUDA_FAMILIES,
+                         ids=[family[0] for family in CUDA_FAMILIES])
+def test_cuda_matches_reference(dtype, tolerance, stride, basis, num_functions, extra,
                                 assert_grads_close, cuda_kernel):
     x, base_weight, poly_weight = random_inputs((3, 5, 15, 13), num_functions,
                                                 dtype=torch.float32)
     inputs = [x.detach().to('cuda', dtype).requires_grad_(),
               base_weight.detach().cuda().requires_grad_(),
               poly_weight.detach().cuda().requires_grad_()]
-    out = kan_conv2d(*inputs, stride=stride, basis=basis)
+    kwargs = dict(stride=stride, basis=basis, **extra)
+    out = kan_conv2d(*inputs, **kwargs)
     assert out.dtype == dtype
-    expected = kan_conv2d_reference(*inputs, stride=stride, basis=basis)
+    expected = kan_conv2d_reference(*inputs, **kwargs)
     torch.testing.assert_close(out, expected, atol=tolerance, rtol=tolerance)
     grad_out = torch.randn_like(out)
-    assert_grads_close(grads(kan_conv2d, inputs, grad_out, stride=stride, basis=basis),
-                       grads(kan_conv2d_reference, inputs, grad_out, stride=stride, basis=basis),
+    assert_grads_close(grads(kan_conv2d, inputs, grad_out, **kwargs),
+                       grads(kan_conv2d_reference, inputs, grad_out, **kwargs),
                        GRAD_NAMES, atol=10 * tolerance, rtol=10 * tolerance)
+
+
+@cuda
+@pytest.mark.parametrize('normalization', ['arctan', 'min-max', 'standardization'])
+def test_cuda_window_normalizations_match_reference(normalization, assert_grads_close,
+                                                    cuda_kernel):
+    inputs = [t.detach().cuda().requires_grad_() for t in random_inputs(
+        (3, 5, 15, 13), 4, normalization=normalization, dtype=torch.float32)]
+    kwargs = dict(basis='legendre', normalization=normalization, base_activation='silu')
+    out = call(kan_conv2d, inputs, **kwargs)
+    torch.testing.assert_close(out, call(kan_conv2d_reference, inputs, **kwargs), atol=1e-5,
+                               rtol=1e-5)
+    grad_out = torch.randn_like(out)
+    assert_grads_close(grads(kan_conv2d, inputs, grad_out, **kwargs),
+                       grads(kan_conv2d_reference, inputs, grad_out, **kwargs),
+                       GRAD_NAMES, atol=1e-4, rtol=1e-4)
+
+
+@cuda
+def test_cuda_unsupported_options_run_the_reference(cuda_kernel):
+    """What the CUDA kernels do not run (K > 8) warns and runs the reference."""
+    x, base_weight, poly_weight = (t.detach().cuda() for t in random_inputs(
+        (1, 2, 6, 5), 9, dtype=torch.float32))
+    with pytest.warns(UserWarning, match='do not support K=9 basis functions.* runs the slow '
+                                         'PyTorch'):
+        out = kan_conv2d(x, base_weight, poly_weight)
+    torch.testing.assert_close(out, kan_conv2d_reference(x, base_weight, poly_weight))
 
 
 @cuda

@@ -25,7 +25,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kan_conv2d_forward", &simt::kan_conv2d_forward);
   m.def("kan_conv2d_backward", &simt::kan_conv2d_backward);
   m.def("group_rational_plan", &simt::group_rational_plan);
-  m.def("kan_conv2d_plan", &simt::kan_conv2d_plan);
+  m.def("kan_conv2d_plan", &simt::kan_conv2d_plan, py::arg("x"), py::arg("poly_weight"),
+        py::arg("stride"), py::arg("basis"), py::arg("backward"), py::arg("normalization") = 1,
+        py::arg("base_activation") = 0, py::arg("basis_params") = std::vector<double>());
   m.def("run_probe", &simt::run_probe, py::arg("probe"), py::arg("gpu"));
   m.def(
       "launch_empty_kernel",

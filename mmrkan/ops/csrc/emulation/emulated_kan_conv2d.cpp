@@ -7,29 +7,47 @@ namespace simt {
 
 at::Tensor kan_conv2d_forward(const EmulatedGpu& gpu, const at::Tensor& x,
                               const at::Tensor& base_weight, const at::Tensor& poly_weight,
-                              int64_t stride, int64_t basis) {
-  return cuda::kan_conv2d_forward(EmulatedDevice(gpu), x, base_weight, poly_weight, stride, basis);
+                              const at::Tensor& norm_scale, int64_t stride, int64_t basis,
+                              int64_t normalization, int64_t base_activation,
+                              const std::vector<double>& basis_params) {
+  return cuda::kan_conv2d_forward(
+      EmulatedDevice(gpu), x, base_weight, poly_weight, norm_scale,
+      cuda::ConvOptions{stride, basis, normalization, base_activation, basis_params});
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv2d_backward(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_conv2d_backward(
     const EmulatedGpu& gpu, const at::Tensor& grad_out, const at::Tensor& x,
-    const at::Tensor& base_weight, const at::Tensor& poly_weight, int64_t stride, int64_t basis) {
-  return cuda::kan_conv2d_backward(EmulatedDevice(gpu), grad_out, x, base_weight, poly_weight,
-                                   stride, basis);
+    const at::Tensor& base_weight, const at::Tensor& poly_weight, const at::Tensor& norm_scale,
+    int64_t stride, int64_t basis, int64_t normalization, int64_t base_activation,
+    const std::vector<double>& basis_params) {
+  return cuda::kan_conv2d_backward(
+      EmulatedDevice(gpu), grad_out, x, base_weight, poly_weight, norm_scale,
+      cuda::ConvOptions{stride, basis, normalization, base_activation, basis_params});
 }
 
 std::map<std::string, int64_t> kan_conv2d_plan(const at::Tensor& x, const at::Tensor& poly_weight,
-                                               int64_t stride, int64_t basis, bool backward) {
+                                               int64_t stride, int64_t basis, bool backward,
+                                               int64_t normalization, int64_t base_activation,
+                                               const std::vector<double>& basis_params) {
   std::map<std::string, int64_t> plan;
+  const cuda::ConvOptions options{stride, basis, normalization, base_activation, basis_params};
+  if (cuda::per_window(options)) {
+    const cuda::WindowPlan window =
+        cuda::make_window_plan(x.size(0) * x.size(1), static_cast<int>(x.size(2)),
+                               static_cast<int>(x.size(3)), static_cast<int>(stride), backward);
+    return {{"per_window", 1}, {"specialised", 0}, {"chunk", window.chunk},
+            {"blocks", window.blocks}};
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "kan_conv2d_plan", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     cuda::dispatch_kan_conv2d<scalar_t>(
-        basis, poly_weight.size(1), stride, [&](const auto& family, auto kernel_stride) {
+        options, poly_weight.size(1), [&](const auto& family, auto kernel_stride) {
           using Basis = std::decay_t<decltype(family)>;
           const cuda::ConvGeometry geo =
               cuda::make_conv_geometry<opmath_t, Basis, decltype(kernel_stride)::value>(
                   x, backward ? cuda::kBackwardMinTilesPerBlock : 1, backward);
-          plan = {{"specialised", std::is_same<Basis, cuda::RuntimeBasis>::value ? 0 : 1},
+          plan = {{"per_window", 0},
+                  {"specialised", std::is_same<Basis, cuda::RuntimeBasis<opmath_t>>::value ? 0 : 1},
                   {"stored_features", Basis::kStored},
                   {"strip", geo.strip},
                   {"tile_planes", geo.tile_planes},

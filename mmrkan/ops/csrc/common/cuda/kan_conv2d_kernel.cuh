@@ -1,8 +1,9 @@
 // CUDA kernels of the KAN convolution (docs/ops.md).
 //
-// One 3x3 kernel W[p][f] is shared by all (n, c) planes: feature f = 0 is x (weight
-// base_weight[p]), the others are the basis functions B_k(x) (weights poly_weight[p][k]). x is
-// zero-padded FIRST, so a padded tap still contributes sum_k W[p][1 + k] B_k(0).
+// One 3x3 kernel W[p][f] is shared by all (n, c) planes: feature f = 0 is act(x) (weight
+// base_weight[p]), the others are the basis functions B_k(t), t = normalize(x) (weights
+// poly_weight[p][k]). x is zero-padded FIRST, so a padded tap still contributes
+// sum_k W[p][1 + k] B_k(t(0)).
 //
 // Built around the outputs (tiles and plans: kan_launch_plan.h):
 //  * Per tile, the basis family evaluates the features of every input position of the tile's
@@ -19,8 +20,11 @@
 //    per block, and the block that finishes last adds the partials in a fixed order
 //    (arrive_last): deterministic, one launch.
 //  * Stride, basis family and number of functions are template parameters of the
-//    specialisations the defaults run; RuntimeBasis covers every other family/count in one
-//    instantiation per dtype and stride (kan_conv2d_launcher.h, docs/ops.md).
+//    specialisations the defaults run; RuntimeBasis covers every other family, count,
+//    pixelwise normalisation (none, tanh) and base activation in one instantiation per dtype and
+//    stride (kan_conv2d_launcher.h, docs/ops.md).
+//  * The per-window normalisations (arctan, min-max, standardization) have per-output kernels
+//    of their own (end of this file).
 #pragma once
 
 #include <cstdint>
@@ -31,16 +35,179 @@
 namespace mmrkan {
 namespace cuda {
 
-// Basis functions the kernels support (poly_weight.size(1)): Chebyshev degree <= 7.
+// Basis functions the kernels support (poly_weight.size(1)).
 constexpr int kMaxFunctions = 8;
 
-// The `basis` argument: 0 Chebyshev, 1 rbf (KanBasis in kan_ops.h).
-constexpr int kChebyshev = 0;
+// The codes of the op's arguments (KanBasis, KanNormalization and KanBaseActivation in
+// kan_ops.h; the launcher checks that they match).
+constexpr int kChebyshev = 0, kRbf = 1, kLegendre = 2, kJacobi = 3, kHermite = 4, kBSpline = 5;
+constexpr int kNormalizeNone = 0, kNormalizeTanh = 1, kNormalizeArctan = 2, kNormalizeMinMax = 3,
+              kNormalizeStandardization = 4;
+constexpr int kActivationIdentity = 0, kActivationSilu = 1;
+constexpr int kMaxSplineOrder = 5;
 
-// ---- Basis families ----------------------------------------------------------------------------
+// ---- Elementwise functions of the run-time paths ----------------------------------------------
+
+// Logistic sigmoid 1 / (1 + e^-v) (MUFU.EX2 and an IEEE division in fp32).
+__device__ __forceinline__ float sigmoid_of(float v) {
+  return 1.f / (1.f + approx_exp2(-v * 1.4426950408889634f));
+}
+__device__ __forceinline__ double sigmoid_of(double v) { return 1.0 / (1.0 + exp(-v)); }
+__device__ __forceinline__ float floor_of(float v) { return floorf(v); }
+__device__ __forceinline__ double floor_of(double v) { return floor(v); }
+__device__ __forceinline__ float atan_of(float v) { return atanf(v); }
+__device__ __forceinline__ double atan_of(double v) { return atan(v); }
+__device__ __forceinline__ float sqrt_of(float v) { return sqrtf(v); }
+__device__ __forceinline__ float clamp_of(float v, float low, float high) {
+  return fminf(fmaxf(v, low), high);
+}
+__device__ __forceinline__ double clamp_of(double v, double low, double high) {
+  return fmin(fmax(v, low), high);
+}
+__device__ __forceinline__ double sqrt_of(double v) { return sqrt(v); }
+
+// act(v) of the base term and its derivative: identity or silu(v) = v sigmoid(v), silu'(v) =
+// sigmoid(v) (1 + v (1 - sigmoid(v))).
+template <typename T>
+__device__ __forceinline__ T activation_of(bool silu, T v) {
+  return silu ? v * sigmoid_of(v) : v;
+}
+template <typename T>
+__device__ __forceinline__ T activation_slope(bool silu, T v) {
+  if (!silu) return T(1);
+  const T sigmoid = sigmoid_of(v);
+  return sigmoid * (T(1) + v * (T(1) - sigmoid));
+}
+
+// ---- The families, on normalised values t ------------------------------------------------------
 //
-// A family is a small functor, a kernel argument:
-//   kStored             features kept per input position; feature 0 is x itself
+// B_0(t) .. B_{K-1}(t) of any family (docs/ops.md, "KAN convolution"), its run-time parameters
+// computed on the host (make_basis_family, kan_conv2d_launcher.h). Arrays of kMaxFunctions
+// values, zeros from K on.
+template <typename T>
+struct BasisFamily {
+  int family;
+  int num_functions;  // K
+  // Polynomials: B_0 = 1, B_n = (a[n] t + b[n]) B_{n-1} - c[n] B_{n-2} (c[1] = 0).
+  T a[kMaxFunctions], b[kMaxFunctions], c[kMaxFunctions];
+  // rbf: centre_k = low + k step, B_k = exp(-((t - centre_k) inv_width)^2).
+  T low, step, inv_width;
+  // b_spline of order spline_order: knots first_knot + i h; s = (t - first_knot) / h is clamped
+  // to cell_middle +- cell_radius (cells -1 .. G + 2k + 1: no basis function beyond).
+  int spline_order;
+  T first_knot, inv_h, cell_middle, cell_radius;
+
+  __device__ __host__ bool polynomial() const { return family != kRbf && family != kBSpline; }
+
+  // The k + 1 non-zero B-spline pieces at t: e[r] = B_{cell - r}(t) = N_k(r + u) (cardinal
+  // B-splines, u the position in the cell) and, with `slopes`, their derivatives
+  // (N_{k-1}(r + u) - N_{k-1}(r - 1 + u)) / h. Zeros beyond r = k.
+  __device__ __forceinline__ int spline_pieces(T t, T (&e)[kMaxSplineOrder + 1],
+                                               T (&slopes)[kMaxSplineOrder + 1]) const {
+    const T s = clamp_of((t - first_knot) * inv_h, cell_middle - cell_radius,
+                         cell_middle + cell_radius);
+    const T cell = floor_of(s);
+    const T u = s - cell;
+    T lower[kMaxSplineOrder + 2];  // order k - 1, shifted: lower[r + 1] = N_{k-1}(r + u)
+#pragma unroll
+    for (int r = 0; r <= kMaxSplineOrder; ++r) e[r] = r == 0 ? T(1) : T(0);
+#pragma unroll
+    for (int r = 0; r <= kMaxSplineOrder + 1; ++r) lower[r] = T(0);
+#pragma unroll
+    for (int m = 1; m <= kMaxSplineOrder; ++m) {
+      if (m > spline_order) break;
+      if (m == spline_order) {
+#pragma unroll
+        for (int r = 0; r <= kMaxSplineOrder; ++r) lower[r + 1] = e[r];
+      }
+      // N_m(v) = (v N_{m-1}(v) + (m + 1 - v) N_{m-1}(v - 1)) / m at v = r + u.
+      const T inv_m = T(1) / T(m);
+#pragma unroll
+      for (int r = kMaxSplineOrder; r >= 1; --r) {
+        e[r] = ((T(r) + u) * e[r] + (T(m + 1 - r) - u) * e[r - 1]) * inv_m;
+      }
+      e[0] = u * e[0] * inv_m;
+    }
+#pragma unroll
+    for (int r = 0; r <= kMaxSplineOrder; ++r) slopes[r] = (lower[r + 1] - lower[r]) * inv_h;
+    return static_cast<int>(cell);
+  }
+
+  // B_j = the piece r = cell - j, plus t - t (NaN for NaN or infinite t, as efficient-KAN's
+  // recursion gives).
+  __device__ __forceinline__ void select_pieces(T t, int cell,
+                                                const T (&pieces)[kMaxSplineOrder + 1],
+                                                T (&out)[kMaxFunctions]) const {
+#pragma unroll
+    for (int j = 0; j < kMaxFunctions; ++j) {
+      T value = t - t;
+#pragma unroll
+      for (int r = 0; r <= kMaxSplineOrder; ++r) value += cell == j + r ? pieces[r] : T(0);
+      out[j] = j < num_functions ? value : T(0);
+    }
+  }
+
+  __device__ __forceinline__ void values(T t, T (&out)[kMaxFunctions]) const {
+    if (polynomial()) {
+      T previous = T(0), current = T(1);
+      out[0] = T(1);
+#pragma unroll
+      for (int n = 1; n < kMaxFunctions; ++n) {
+        const T next = (a[n] * t + b[n]) * current - c[n] * previous;
+        previous = current;
+        current = next;
+        out[n] = n < num_functions ? current : T(0);
+      }
+    } else if (family == kRbf) {
+#pragma unroll
+      for (int k = 0; k < kMaxFunctions; ++k) {
+        const T u = (t - (low + T(k) * step)) * inv_width;
+        out[k] = k < num_functions ? fast_exp(-u * u) : T(0);
+      }
+    } else {
+      T pieces[kMaxSplineOrder + 1], slopes[kMaxSplineOrder + 1];
+      const int cell = spline_pieces(t, pieces, slopes);
+      select_pieces(t, cell, pieces, out);
+    }
+  }
+
+  // sum_k g[k] B'_k(t), from t and the values B (from values(t)).
+  __device__ __forceinline__ T chain(T t, const T (&values)[kMaxFunctions],
+                                     const T (&g)[kMaxFunctions]) const {
+    T sum = T(0);
+    if (polynomial()) {
+      // B'_n = a[n] B_{n-1} + (a[n] t + b[n]) B'_{n-1} - c[n] B'_{n-2}.
+      T previous = T(0), current = T(0);
+#pragma unroll
+      for (int n = 1; n < kMaxFunctions; ++n) {
+        const T next = a[n] * values[n - 1] + (a[n] * t + b[n]) * current - c[n] * previous;
+        previous = current;
+        current = next;
+        if (n < num_functions) sum += g[n] * current;
+      }
+    } else if (family == kRbf) {
+#pragma unroll
+      for (int k = 0; k < kMaxFunctions; ++k) {
+        const T u = (t - (low + T(k) * step)) * inv_width;
+        if (k < num_functions) sum += g[k] * (T(-2) * u * inv_width) * values[k];
+      }
+    } else {
+      T pieces[kMaxSplineOrder + 1], slopes[kMaxSplineOrder + 1];
+      const int cell = spline_pieces(t, pieces, slopes);
+      T derivatives[kMaxFunctions];
+      select_pieces(t, cell, slopes, derivatives);
+#pragma unroll
+      for (int k = 0; k < kMaxFunctions; ++k) sum += g[k] * derivatives[k];
+    }
+    return sum;
+  }
+};
+
+// ---- Basis functors of the window kernels ------------------------------------------------------
+//
+// A functor is a kernel argument and gives the features of one input value v (pixelwise
+// normalisations: t = normalize(v) depends on v alone):
+//   kStored             features kept per input position; feature 0 is act(v)
 //   kConstant           true if a function equal to 1 everywhere (padding included) is folded
 //                       out of the stored features (Chebyshev T_0): its weights add up to a
 //                       constant, and its weight gradient is the sum of grad_out
@@ -49,9 +216,9 @@ constexpr int kChebyshev = 0;
 //   stored()            features in use (<= kStored)
 //   poly_column(s)      the poly_weight column of stored feature s >= 1
 //   eval(v, f)          f[0..kStored) at input value v
-//   chain(f, g)         sum_s g[s] d f[s] / dx, from the stored features
+//   chain(v, f, g)      sum_s g[s] d f[s] / dv, from v and the stored features
 
-// T_k(tanh x), k < K: stores x, T_1..T_{K-1} (t = T_1 = f[1]).
+// T_k(tanh v), k < K, identity base: stores v, T_1..T_{K-1} (t = T_1 = f[1]).
 template <int kFunctions>
 struct ChebyshevBasis {
   static_assert(kFunctions >= 1 && kFunctions <= kMaxFunctions, "1 to 8 Chebyshev functions");
@@ -78,9 +245,9 @@ struct ChebyshevBasis {
     }
   }
 
-  // dT_k/dx = k U_{k-1}(t) (1 - t^2), U the Chebyshev polynomials of the second kind.
+  // dT_k/dv = k U_{k-1}(t) (1 - t^2), U the Chebyshev polynomials of the second kind.
   template <typename T>
-  __device__ __forceinline__ T chain(const T (&f)[kStored], const T (&g)[kStored]) const {
+  __device__ __forceinline__ T chain(T, const T (&f)[kStored], const T (&g)[kStored]) const {
     if constexpr (kStored == 1) {
       return g[0];
     } else {
@@ -98,69 +265,43 @@ struct ChebyshevBasis {
   }
 };
 
-// Any basis code and K <= kMaxFunctions, chosen at run time: stores x, B_0..B_{K-1} (zeros
-// beyond). One instantiation per dtype and stride for everything the specialisations do not
-// cover.
+// Any family, K <= kMaxFunctions, normalisation none or tanh, either base activation, chosen at
+// run time: stores act(v), B_0(t)..B_{K-1}(t) (zeros beyond). One instantiation per dtype and
+// stride for everything the specialisations do not cover.
+template <typename T>
 struct RuntimeBasis {
   static constexpr int kStored = kMaxFunctions + 1;
   static constexpr bool kConstant = false;
   static constexpr int kMinBlocksPerSm = 1;
 
-  int basis;
-  int num_functions;
+  BasisFamily<T> family;
+  bool tanh;  // t = tanh(v), else t = v
+  bool silu;  // act = silu, else the identity
 
-  __device__ __host__ int functions() const { return num_functions; }
-  __device__ __host__ int stored() const { return num_functions + 1; }
+  __device__ __host__ int functions() const { return family.num_functions; }
+  __device__ __host__ int stored() const { return family.num_functions + 1; }
   __device__ __host__ static int poly_column(int s) { return s - 1; }
 
-  template <typename T>
+  __device__ __forceinline__ T normalize(T v) const { return tanh ? fast_tanh(v) : v; }
+
   __device__ __forceinline__ void eval(T v, T (&f)[kStored]) const {
-    f[0] = v;
-    if (basis == kChebyshev) {
-      const T t = fast_tanh(v);
-      T previous = T(1), current = t;
-      f[1] = T(1);
+    f[0] = activation_of(silu, v);
+    T values[kMaxFunctions];
+    family.values(normalize(v), values);
 #pragma unroll
-      for (int k = 1; k < kMaxFunctions; ++k) {
-        f[1 + k] = k < num_functions ? current : T(0);
-        const T next = T(2) * t * current - previous;
-        previous = current;
-        current = next;
-      }
-    } else {
-      // Gaussian bumps: centres -1 + k w, width w = 2 / (K - 1), no tanh.
-      const T inv_width = T(num_functions - 1) / T(2);
-#pragma unroll
-      for (int k = 0; k < kMaxFunctions; ++k) {
-        const T u = (v + T(1)) * inv_width - T(k);
-        f[1 + k] = k < num_functions ? fast_exp(-u * u) : T(0);
-      }
-    }
+    for (int k = 0; k < kMaxFunctions; ++k) f[1 + k] = values[k];
   }
 
-  template <typename T>
-  __device__ __forceinline__ T chain(const T (&f)[kStored], const T (&g)[kStored]) const {
-    T sum = T(0);
-    if (basis == kChebyshev) {
-      const T t = f[2];  // T_1 (0 when K = 1, unused then)
-      T u_previous = T(0), u = T(1);
+  __device__ __forceinline__ T chain(T v, const T (&f)[kStored], const T (&g)[kStored]) const {
+    const T t = normalize(v);
+    T values[kMaxFunctions], g_values[kMaxFunctions];
 #pragma unroll
-      for (int k = 1; k < kMaxFunctions; ++k) {
-        if (k < num_functions) sum += T(k) * g[1 + k] * u;
-        const T u_next = T(2) * t * u - u_previous;
-        u_previous = u;
-        u = u_next;
-      }
-      sum *= T(1) - t * t;
-    } else {
-      const T inv_width = T(num_functions - 1) / T(2);
-#pragma unroll
-      for (int k = 0; k < kMaxFunctions; ++k) {
-        const T u = (f[0] + T(1)) * inv_width - T(k);
-        if (k < num_functions) sum += g[1 + k] * (T(-2) * inv_width * u) * f[1 + k];
-      }
+    for (int k = 0; k < kMaxFunctions; ++k) {
+      values[k] = f[1 + k];
+      g_values[k] = g[1 + k];
     }
-    return g[0] + sum;
+    const T sum = family.chain(t, values, g_values);
+    return g[0] * activation_slope(silu, v) + (tanh ? sum * (T(1) - t * t) : sum);
   }
 };
 
@@ -582,8 +723,9 @@ __device__ __forceinline__ void backward_pass(
             const bool inside =
                 in_row0 + er < geo.height && in_col0 + o * kStride + ec < geo.width;
             const int64_t offset = first + static_cast<int64_t>(er) * geo.width + o * kStride + ec;
+            const opmath_t v = inside ? static_cast<opmath_t>(x[offset]) : opmath_t(0);
             opmath_t f[kStored];
-            basis.eval(inside ? static_cast<opmath_t>(x[offset]) : opmath_t(0), f);
+            basis.eval(v, f);
             opmath_t masked[kStored];
 #pragma unroll
             for (int s = kBegin; s < kEnd; ++s) masked[s] = inside ? f[s] : opmath_t(0);
@@ -612,7 +754,7 @@ __device__ __forceinline__ void backward_pass(
                 }
               }
             }
-            if (kDx && inside) grad_x[offset] = static_cast<scalar_t>(basis.chain(f, g));
+            if (kDx && inside) grad_x[offset] = static_cast<scalar_t>(basis.chain(v, f, g));
           }
         }
       }
@@ -734,6 +876,347 @@ __global__ void __launch_bounds__(kThreadsPerBlock, Basis::kMinBlocksPerSm)
   }
   if (Basis::kConstant && threadIdx.x < kNumTaps) {
     grad_poly_weight[threadIdx.x * functions] = totals[Sums::kConstant];
+  }
+}
+
+// ---- Per-window normalisations (arctan, min-max, standardization) ------------------------------
+//
+// t of a tap depends on the statistics of the 9 taps of the window that reads it, so no feature
+// is shared between outputs: these kernels work per output (forward, weight gradients) and per
+// input position (dx, gathered from the windows that read it, each recomputed), with the family,
+// the normalisation and the base activation read at run time. One instantiation per dtype.
+
+// The options of the per-window path (kernel argument).
+template <typename T>
+struct WindowBasis {
+  BasisFamily<T> family;
+  int normalization;  // kNormalizeArctan, kNormalizeMinMax or kNormalizeStandardization
+  bool silu;
+  int stride;
+};
+
+// The weights W[p][s] in shared memory: s = 0 the base weight, s = 1 + k poly_weight[p][k].
+constexpr int kWindowWeightPitch = kMaxFunctions + 1;
+
+template <typename T>
+__device__ __forceinline__ void load_window_weights(const T* __restrict__ base_weight,
+                                                    const T* __restrict__ poly_weight,
+                                                    int num_functions, T* weights) {
+  for (int i = threadIdx.x; i < kNumTaps * kWindowWeightPitch; i += kThreadsPerBlock) {
+    const int p = i / kWindowWeightPitch;
+    const int s = i % kWindowWeightPitch;
+    T w = T(0);
+    if (s == 0) {
+      w = base_weight[p];
+    } else if (s <= num_functions) {
+      w = poly_weight[p * num_functions + s - 1];
+    }
+    weights[i] = w;
+  }
+}
+
+// The 9 taps of the window at (row0, col0) (its top-left corner, padding included) of a plane.
+template <typename scalar_t, typename T>
+__device__ __forceinline__ void load_window_taps(const scalar_t* __restrict__ plane,
+                                                 const WindowPlan& plan, int row0, int col0,
+                                                 T (&v)[kNumTaps]) {
+#pragma unroll
+  for (int i = 0; i < 3; ++i) {
+#pragma unroll
+    for (int j = 0; j < 3; ++j) {
+      const int r = row0 + i, c = col0 + j;
+      const bool inside = static_cast<unsigned>(r) < static_cast<unsigned>(plan.height) &&
+                          static_cast<unsigned>(c) < static_cast<unsigned>(plan.width);
+      v[i * 3 + j] = inside ? static_cast<T>(plane[r * plan.width + c]) : T(0);
+    }
+  }
+}
+
+// A window's statistics: arctan: centre = mean; min-max: centre = min, r = 1 / (max - min +
+// eps), the first taps of the min and the max; standardization: centre = mean, r = 1 / (std +
+// eps), r8 = 1 / (8 std) (0 where std = 0). As the CPU kernel (window_statistics).
+template <typename T>
+struct WindowStatistics {
+  T centre, r, r8;
+  int argmin, argmax;
+
+  __device__ __forceinline__ WindowStatistics(int normalization, const T (&v)[kNumTaps]) {
+    r = T(0);
+    r8 = T(0);
+    argmin = 0;
+    argmax = 0;
+    const T eps = static_cast<T>(1e-8);  // kNormalizationEps
+    if (normalization == kNormalizeMinMax) {
+      T low = v[0], high = v[0];
+#pragma unroll
+      for (int p = 1; p < kNumTaps; ++p) {
+        if (v[p] < low) {
+          low = v[p];
+          argmin = p;
+        }
+        if (v[p] > high) {
+          high = v[p];
+          argmax = p;
+        }
+      }
+      centre = low;
+      r = T(1) / (high - low + eps);
+      return;
+    }
+    T sum = T(0);
+#pragma unroll
+    for (int p = 0; p < kNumTaps; ++p) sum += v[p];
+    centre = sum / T(kNumTaps);
+    if (normalization == kNormalizeStandardization) {
+      T squares = T(0);
+#pragma unroll
+      for (int p = 0; p < kNumTaps; ++p) squares += (v[p] - centre) * (v[p] - centre);
+      const T std = sqrt_of(squares / T(kNumTaps - 1));
+      r = T(1) / (std + eps);
+      r8 = std > T(0) ? T(1) / (T(kNumTaps - 1) * std) : T(0);
+    }
+  }
+
+  // t of a tap of value v; arctan also gives dt/du = (2 / pi) / (1 + u^2), u = (v - mean) scale.
+  __device__ __forceinline__ T normalize(int normalization, T v, T scale, T& slope) const {
+    const T two_over_pi = static_cast<T>(0.63661977236758134308);
+    if (normalization == kNormalizeArctan) {
+      const T u = (v - centre) * scale;
+      slope = two_over_pi / (T(1) + u * u);
+      return two_over_pi * atan_of(u);
+    }
+    slope = T(1);
+    if (normalization == kNormalizeMinMax) return T(2) * (v - centre) * r - T(1);
+    return (v - centre) * r;
+  }
+};
+
+// sum_k W[p][1 + k] B_k(t) and the base term W[p][0] act(v) of tap p.
+template <typename T>
+__device__ __forceinline__ T window_tap_value(const WindowBasis<T>& basis, const T* weights,
+                                              int p, T v, T t) {
+  T values[kMaxFunctions];
+  basis.family.values(t, values);
+  T sum = weights[p * kWindowWeightPitch] * activation_of(basis.silu, v);
+#pragma unroll
+  for (int k = 0; k < kMaxFunctions; ++k) sum += weights[p * kWindowWeightPitch + 1 + k] * values[k];
+  return sum;
+}
+
+// dL/dx_q of every tap q of one window, whose output has gradient dy; returns
+// sum_p G_p (x_p - centre), the arctan scale's gradient for arctan (G_p = dL/dt_p dt_p/du_p).
+template <typename T>
+__device__ __forceinline__ T window_tap_grads(const WindowBasis<T>& basis, const T* weights,
+                                              T scale, const T (&v)[kNumTaps], T dy,
+                                              T (&grad)[kNumTaps]) {
+  const WindowStatistics<T> stats(basis.normalization, v);
+  T sum_g = T(0), moment = T(0);
+#pragma unroll 1
+  for (int p = 0; p < kNumTaps; ++p) {
+    T slope;
+    const T t = stats.normalize(basis.normalization, v[p], scale, slope);
+    T values[kMaxFunctions], w[kMaxFunctions];
+    basis.family.values(t, values);
+#pragma unroll
+    for (int k = 0; k < kMaxFunctions; ++k) w[k] = weights[p * kWindowWeightPitch + 1 + k];
+    const T g = dy * basis.family.chain(t, values, w) * slope;
+    grad[p] = g;
+    sum_g += g;
+    moment += g * (v[p] - stats.centre);
+  }
+#pragma unroll 1
+  for (int q = 0; q < kNumTaps; ++q) {
+    T g = grad[q];
+    if (basis.normalization == kNormalizeArctan) {
+      // dt_p/dx_q = slope_p scale (delta_pq - 1/9).
+      g = scale * (g - sum_g * (T(1) / T(kNumTaps)));
+    } else if (basis.normalization == kNormalizeMinMax) {
+      // dt_p/dx_q = 2r (delta_pq - delta_q,argmin) - 2 (x_p - min) r^2 (delta_q,argmax -
+      // delta_q,argmin).
+      const T r = stats.r;
+      g = T(2) * r * g + (q == stats.argmin ? T(2) * r * (r * moment - sum_g) : T(0)) +
+          (q == stats.argmax ? T(-2) * r * r * moment : T(0));
+    } else {
+      // dt_p/dx_q = r (delta_pq - 1/9) - (x_p - mean) r^2 (x_q - mean) / (8 std).
+      const T r = stats.r;
+      g = r * (g - sum_g * (T(1) / T(kNumTaps))) -
+          r * r * moment * (v[q] - stats.centre) * stats.r8;
+    }
+    grad[q] = g + dy * weights[q * kWindowWeightPitch] * activation_slope(basis.silu, v[q]);
+  }
+  return moment;
+}
+
+// y: (planes, out_height, out_width); one output per thread and step.
+template <typename scalar_t, typename opmath_t>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    kan_conv2d_window_forward_kernel(const scalar_t* __restrict__ x,
+                                     const opmath_t* __restrict__ base_weight,
+                                     const opmath_t* __restrict__ poly_weight,
+                                     const opmath_t* __restrict__ norm_scale,
+                                     scalar_t* __restrict__ y, WindowPlan plan,
+                                     WindowBasis<opmath_t> basis) {
+  MMRKAN_SHARED_ARRAY(opmath_t, weights, [kNumTaps * kWindowWeightPitch]);
+  load_window_weights(base_weight, poly_weight, basis.family.num_functions, weights);
+  __syncthreads();
+  const opmath_t scale = norm_scale[0];
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * plan.chunk;
+  const int64_t end = min(first + plan.chunk, plan.outputs);
+  const int64_t out_plane = static_cast<int64_t>(plan.out_height) * plan.out_width;
+#pragma unroll 1
+  for (int64_t o = first + threadIdx.x; o < end; o += kThreadsPerBlock) {
+    const int64_t plane = o / out_plane;
+    const int within = static_cast<int>(o - plane * out_plane);
+    const int a = within / plan.out_width, b = within % plan.out_width;
+    opmath_t v[kNumTaps];
+    load_window_taps(x + plane * plan.height * plan.width, plan, a * basis.stride - 1,
+                     b * basis.stride - 1, v);
+    const WindowStatistics<opmath_t> stats(basis.normalization, v);
+    opmath_t sum = opmath_t(0);
+#pragma unroll 1
+    for (int p = 0; p < kNumTaps; ++p) {
+      opmath_t slope;
+      const opmath_t t = stats.normalize(basis.normalization, v[p], scale, slope);
+      sum += window_tap_value(basis, weights, p, v[p], t);
+    }
+    y[o] = static_cast<scalar_t>(sum);
+  }
+}
+
+// The per-window backward's sums: W[p][s] at p * kWindowWeightPitch + s, then the arctan scale.
+constexpr int kWindowSums = kNumTaps * kWindowWeightPitch + 1;
+
+// partials: (kWindowSums, gridDim.x); counter: cleared by the launcher. Each block does the
+// outputs [first, first + chunk) (weight and scale sums) and the input positions [first, first +
+// chunk) (dx, a gather over the windows that read each one).
+template <typename scalar_t, typename opmath_t>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    kan_conv2d_window_backward_kernel(const scalar_t* __restrict__ grad_out,
+                                      const scalar_t* __restrict__ x,
+                                      const opmath_t* __restrict__ base_weight,
+                                      const opmath_t* __restrict__ poly_weight,
+                                      const opmath_t* __restrict__ norm_scale,
+                                      scalar_t* __restrict__ grad_x,
+                                      opmath_t* __restrict__ grad_base_weight,
+                                      opmath_t* __restrict__ grad_poly_weight,
+                                      opmath_t* __restrict__ grad_norm_scale,
+                                      opmath_t* __restrict__ partials,
+                                      unsigned* __restrict__ counter, WindowPlan plan,
+                                      WindowBasis<opmath_t> basis) {
+  MMRKAN_SHARED_ARRAY(opmath_t, weights, [kNumTaps * kWindowWeightPitch]);
+  MMRKAN_SHARED_ARRAY(opmath_t, scratch, [kWarpsPerBlock * kWindowWeightPitch]);
+  load_window_weights(base_weight, poly_weight, basis.family.num_functions, weights);
+  __syncthreads();
+  const opmath_t scale = norm_scale[0];
+  const int64_t blocks = gridDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * plan.chunk;
+  const int64_t out_plane = static_cast<int64_t>(plan.out_height) * plan.out_width;
+  const int64_t in_plane = static_cast<int64_t>(plan.height) * plan.width;
+  const int64_t out_end = min(first + plan.chunk, plan.outputs);
+
+  // Weight sums, one tap at a time (its 1 + K sums in registers): dy act(x_p), dy B_k(t_p).
+#pragma unroll 1
+  for (int p = 0; p < kNumTaps; ++p) {
+    opmath_t sums[kWindowWeightPitch];
+#pragma unroll
+    for (int s = 0; s < kWindowWeightPitch; ++s) sums[s] = opmath_t(0);
+#pragma unroll 1
+    for (int64_t o = first + threadIdx.x; o < out_end; o += kThreadsPerBlock) {
+      const int64_t plane = o / out_plane;
+      const int within = static_cast<int>(o - plane * out_plane);
+      const int a = within / plan.out_width, b = within % plan.out_width;
+      opmath_t v[kNumTaps];
+      load_window_taps(x + plane * in_plane, plan, a * basis.stride - 1, b * basis.stride - 1,
+                       v);
+      const WindowStatistics<opmath_t> stats(basis.normalization, v);
+      opmath_t slope;
+      const opmath_t t = stats.normalize(basis.normalization, v[p], scale, slope);
+      opmath_t values[kMaxFunctions];
+      basis.family.values(t, values);
+      const opmath_t dy = static_cast<opmath_t>(grad_out[o]);
+      sums[0] += dy * activation_of(basis.silu, v[p]);
+#pragma unroll
+      for (int k = 0; k < kMaxFunctions; ++k) sums[1 + k] += dy * values[k];
+    }
+    const opmath_t total = block_sum(sums, scratch);
+    if (threadIdx.x < kWindowWeightPitch) {
+      partials[(p * kWindowWeightPitch + threadIdx.x) * blocks + blockIdx.x] = total;
+    }
+    __syncthreads();  // scratch is used again
+  }
+  {
+    // The arctan scale: sum over the outputs of sum_p G_p (x_p - mean).
+    opmath_t moment[1] = {opmath_t(0)};
+    if (basis.normalization == kNormalizeArctan) {
+#pragma unroll 1
+      for (int64_t o = first + threadIdx.x; o < out_end; o += kThreadsPerBlock) {
+        const int64_t plane = o / out_plane;
+        const int within = static_cast<int>(o - plane * out_plane);
+        const int a = within / plan.out_width, b = within % plan.out_width;
+        opmath_t v[kNumTaps], grad[kNumTaps];
+        load_window_taps(x + plane * in_plane, plan, a * basis.stride - 1, b * basis.stride - 1,
+                         v);
+        moment[0] += window_tap_grads(basis, weights, scale, v,
+                                      static_cast<opmath_t>(grad_out[o]), grad);
+      }
+    }
+    const opmath_t total = block_sum(moment, scratch);
+    if (threadIdx.x == 0) partials[(kWindowSums - 1) * blocks + blockIdx.x] = total;
+  }
+
+  // dx: input position (plane, r, c) is tap (i, j) of output (a, b) where s a - 1 + i = r and
+  // s b - 1 + j = c.
+  const int64_t in_end = min(first + plan.chunk, plan.inputs);
+#pragma unroll 1
+  for (int64_t index = first + threadIdx.x; index < in_end; index += kThreadsPerBlock) {
+    const int64_t plane = index / in_plane;
+    const int within = static_cast<int>(index - plane * in_plane);
+    const int r = within / plan.width, c = within % plan.width;
+    opmath_t dx = opmath_t(0);
+#pragma unroll 1
+    for (int i = 0; i < 3; ++i) {
+      const int row = r + 1 - i;  // s a
+      if (row < 0 || row % basis.stride != 0 || row / basis.stride >= plan.out_height) continue;
+      const int a = row / basis.stride;
+#pragma unroll 1
+      for (int j = 0; j < 3; ++j) {
+        const int col = c + 1 - j;
+        if (col < 0 || col % basis.stride != 0 || col / basis.stride >= plan.out_width) continue;
+        const int b = col / basis.stride;
+        opmath_t v[kNumTaps], grad[kNumTaps];
+        load_window_taps(x + plane * in_plane, plan, a * basis.stride - 1, b * basis.stride - 1,
+                         v);
+        const opmath_t dy = static_cast<opmath_t>(
+            grad_out[plane * out_plane + static_cast<int64_t>(a) * plan.out_width + b]);
+        window_tap_grads(basis, weights, scale, v, dy, grad);
+        dx += grad[i * 3 + j];
+      }
+    }
+    grad_x[index] = static_cast<scalar_t>(dx);
+  }
+  if (!arrive_last(counter, gridDim.x)) return;
+
+  // The last block: every sum over the blocks in index order, one warp per sum.
+  MMRKAN_SHARED_ARRAY(opmath_t, totals, [kWindowSums]);
+  const int warp = threadIdx.x / kWarpSize;
+  for (int k = warp; k < kWindowSums; k += kWarpsPerBlock) {
+    const opmath_t sum = warp_ordered_sum(partials + k * blocks, blocks);
+    if (threadIdx.x % kWarpSize == 0) totals[k] = sum;
+  }
+  __syncthreads();
+  const int functions = basis.family.num_functions;
+  for (int k = threadIdx.x; k < kNumTaps * kWindowWeightPitch; k += kThreadsPerBlock) {
+    const int p = k / kWindowWeightPitch;
+    const int s = k % kWindowWeightPitch;
+    if (s == 0) {
+      grad_base_weight[p] = totals[k];
+    } else if (s <= functions) {
+      grad_poly_weight[p * functions + s - 1] = totals[k];
+    }
+  }
+  if (threadIdx.x == 0) {
+    grad_norm_scale[0] =
+        basis.normalization == kNormalizeArctan ? totals[kWindowSums - 1] : opmath_t(0);
   }
 }
 

@@ -292,5 +292,33 @@ inline ConvGeometry make_conv_geometry(int64_t planes, int height, int width, in
   return geo;
 }
 
+// ---- kan_conv2d, per-window normalisations ------------------------------------------------------
+//
+// One output (and, in the backward, one input position) per thread and step: block b takes the
+// `chunk` outputs and input positions from b chunk on, chunk a multiple of 256 chosen so that
+// there are about kConvTargetBlocks blocks (the backward's partial sums per block).
+struct WindowPlan {
+  int height, width, out_height, out_width;
+  int64_t outputs, inputs;  // planes * out_height * out_width, planes * height * width
+  int64_t chunk;
+  int64_t blocks;
+};
+
+inline WindowPlan make_window_plan(int64_t planes, int height, int width, int stride,
+                                   bool backward) {
+  WindowPlan plan;
+  plan.height = height;
+  plan.width = width;
+  plan.out_height = (height - 1) / stride + 1;
+  plan.out_width = (width - 1) / stride + 1;
+  plan.outputs = planes * plan.out_height * plan.out_width;
+  plan.inputs = planes * height * width;
+  const int64_t work = backward ? std::max(plan.outputs, plan.inputs) : plan.outputs;
+  plan.chunk = ceil_div(std::max<int64_t>(ceil_div(work, kConvTargetBlocks), kThreadsPerBlock),
+                        kThreadsPerBlock) * kThreadsPerBlock;
+  plan.blocks = ceil_div(work, plan.chunk);
+  return plan;
+}
+
 }  // namespace cuda
 }  // namespace mmrkan
