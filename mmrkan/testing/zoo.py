@@ -21,8 +21,8 @@ from mmrkan.models.backbones.rkan import RKAN
 
 # Settings that only change the sizes of a backbone, not the code it runs.
 _SIZE_SETTINGS = frozenset({
-    'arch', 'base_channels', 'base_width', 'expansion', 'groups', 'in_channels', 'num_classes',
-    'reduce_factor', 'stem_channels', 'width_per_group'
+    'arch', 'base_channels', 'base_width', 'degrees', 'expansion', 'grid_sizes', 'groups',
+    'in_channels', 'num_classes', 'reduce_factor', 'stem_channels', 'width_per_group'
 })
 # Depths of the ResNet family built from basic blocks; the others use bottlenecks.
 _BASIC_BLOCK_DEPTHS = (18, 34)
@@ -118,7 +118,8 @@ def _canonical(value: Any) -> str:
 def backbone_kind(cfg: Config) -> str:
     """What a config's model runs, sizes aside: the model and head types and the backbone config
     without its size settings (depth within a block type, widths, groups, arch, classes,
-    RKAN reduce factor and expansion). Two configs of one kind train through the same code."""
+    RKAN reduce factor, expansion, degrees and grid sizes). Two configs of one kind train through
+    the same code."""
     model = cfg.model
     return _canonical([model.type, model.get('head', {}).get('type'), _without_sizes(model.backbone.to_dict())])
 
