@@ -12,6 +12,7 @@ preprocessor makes; the preprocessing itself stays outside the graph, as in mmde
 The KAN ops export as standard ONNX operators: while exporting they run their PyTorch references
 (:func:`mmrkan.ops.export.is_exporting`).
 """
+import inspect
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -139,11 +140,18 @@ def export_onnx(module: nn.Module, inputs: torch.Tensor, path: str, opset: int,
     ``dynamo=False`` is torch's TorchScript-based exporter, ``dynamo=True`` the
     ``torch.export``-based one (needs onnxscript).
     """
+    # torch < 2.5 has no `dynamo` argument: only the TorchScript-based exporter.
+    has_dynamo = 'dynamo' in inspect.signature(torch.onnx.export).parameters
+    if dynamo and not has_dynamo:
+        raise ToolError(f'dynamo=True needs the torch.export-based ONNX exporter, which torch '
+                        f'{torch.__version__} lacks; use the TorchScript-based one (dynamo=False)')
     with torch.no_grad():
         names = output_names(as_tensors(module(inputs)), module)
     options = dict(external_data=False) if dynamo else {}
-    torch.onnx.export(module, (inputs, ), path, dynamo=dynamo, opset_version=opset,
-                      input_names=[INPUT_NAME], output_names=names, **options)
+    if has_dynamo:
+        options['dynamo'] = dynamo
+    torch.onnx.export(module, (inputs, ), path, opset_version=opset, input_names=[INPUT_NAME],
+                      output_names=names, **options)
     return names
 
 

@@ -156,7 +156,9 @@ def normalize_windows(taps: torch.Tensor, normalization: str, norm_scale: Option
     if normalization == 'standardization':
         variance = (centred * centred).sum(dim, keepdim=True) / (taps.shape[dim] - 1)
         positive = variance > 0
-        std = torch.where(positive, torch.where(positive, variance, 1.0).sqrt(), 0.0)
+        # Tensor fill values, not Python floats: torch < 2.2's ONNX exporter makes those float64.
+        one, zero = torch.ones_like(variance), torch.zeros_like(variance)
+        std = torch.where(positive, torch.where(positive, variance, one).sqrt(), zero)
         return centred / (std + NORMALIZATION_EPS)
     raise ValueError(f'normalization={normalization!r} is not supported')
 

@@ -1,5 +1,6 @@
 """KAN convolution: every family and option against an independent re-implementation of the
 authors' layer, gradients, conventions, dtypes, errors, module, registry."""
+import inspect
 import math
 
 import pytest
@@ -804,7 +805,10 @@ def test_every_family_exports_to_standard_onnx(tmp_path, cpu_kernel):
     with torch.no_grad():
         expected = model(x)
     path = str(tmp_path / 'families.onnx')
-    torch.onnx.export(model, (x, ), path, dynamo=False, input_names=['x'])
+    # torch < 2.5 has only the TorchScript-based exporter and no `dynamo` argument.
+    exporter = ({'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters
+                else {})
+    torch.onnx.export(model, (x, ), path, input_names=['x'], **exporter)
     graph = onnx.load(path)
     assert {node.domain for node in graph.graph.node} <= {'', 'ai.onnx'}
     session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
