@@ -281,27 +281,11 @@ def test_with_cp_recomputes_the_blocks_and_the_branches(parent, monkeypatch):
     assert counts == [num_blocks, num_blocks + 2]  # RKAN: and its 2 branches
 
 
-def _missing_keys_reported(monkeypatch) -> list:
-    """The missing keys that mmengine's ``load_state_dict`` warns about (it does not raise)."""
-    import mmengine.runner.checkpoint as checkpoint_module
-    reports = []
-    print_log = checkpoint_module.print_log
-
-    def keep(message, *args, **kwargs):
-        for line in str(message).splitlines():
-            if line.startswith('missing keys in source state_dict: '):
-                reports.extend(line.split(': ', 1)[1].split(', '))
-        return print_log(message, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint_module, 'print_log', keep)
-    return reports
-
-
 @pytest.mark.parametrize('parent', ['mmdet.ResNet', 'mmpretrain.ResNet', 'mmseg.ResNetV1c'])
-def test_partial_pretrained_checkpoint_warns_and_loads_the_rest(parent, tmp_path, monkeypatch):
+def test_partial_pretrained_checkpoint_warns_and_loads_the_rest(parent, tmp_path, missing_keys_reported):
     """A checkpoint without the last stage (e.g. a truncated backbone) initialises the rest, with
     a warning naming what is missing."""
-    reports = _missing_keys_reported(monkeypatch)
+    reports = missing_keys_reported
     state_dict = {name: value for name, value in build_parent(parent).state_dict().items()
                   if not name.startswith('layer4.')}
     path = str(tmp_path / 'partial.pth')

@@ -264,22 +264,6 @@ def test_pretrained_position_embedding_is_resized_as_the_parents(parent, tmp_pat
     assert not torch.equal(loaded[0][:, 1:17], stored[:, 1:])  # really resized
 
 
-def _missing_keys_reported(monkeypatch) -> list:
-    """The missing keys that mmengine's ``load_state_dict`` warns about (it does not raise)."""
-    import mmengine.runner.checkpoint as checkpoint_module
-    reports = []
-    print_log = checkpoint_module.print_log
-
-    def keep(message, *args, **kwargs):
-        for line in str(message).splitlines():
-            if line.startswith('missing keys in source state_dict: '):
-                reports.extend(line.split(': ', 1)[1].split(', '))
-        return print_log(message, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint_module, 'print_log', keep)
-    return reports
-
-
 # Partial checkpoints (issue 18, failure 2): a checkpoint of the same network without the parts
 # an option adds initialises the rest, with a warning naming the missing keys.
 PARTIAL_CASES = [
@@ -296,8 +280,8 @@ PARTIAL_CASES = [
 
 @pytest.mark.parametrize('parent, saved, loaded, missing', PARTIAL_CASES)
 def test_partial_pretrained_checkpoint_warns_and_loads_the_rest(parent, saved, loaded, missing,
-                                                                tmp_path, monkeypatch):
-    reports = _missing_keys_reported(monkeypatch)
+                                                                tmp_path, missing_keys_reported):
+    reports = missing_keys_reported
     results = []
     for cls in PARENTS[parent], KAT:
         state_dict = build(cls, parent, **saved).state_dict()
